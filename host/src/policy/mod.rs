@@ -1,1 +1,24 @@
+//! The policy engine: loads WebAssembly policy components, checks them
+//! against the `airlock:policy` world, and evaluates each request in a fresh
+//! sandboxed instance under fuel, memory and deadline limits.
+//!
+//! This module knows nothing of HTTP, tokens or audit: it turns a
+//! [`PolicyRequest`] into an [`Evaluation`], and the [`Registry`] maps roles
+//! to the policy version that decides for them.
 
+mod bindings;
+mod engine;
+mod limits;
+mod registry;
+mod state_view;
+mod types;
+mod verdict;
+
+pub use engine::{Engine, EngineConfig, Evaluation, LoadError, PolicyInfo, PolicyModule};
+pub use limits::Limits;
+pub use registry::{PolicyDir, Registry, RegistryError, ReloadOutcome, RoleBinding, RolePolicy, Watcher};
+pub use state_view::{MemoryState, NoState, StateError, WorkflowState};
+pub use types::{
+    Action, Approval, Failure, FailureClass, Grant, LogLevel, LogRecord, Pairs, PolicyRequest, Principal,
+    StateWrite, Usage, Verdict,
+};

@@ -1,0 +1,87 @@
+//! Turning a policy's source folder into a component the engine loads.
+//!
+//! Rust policies are built for `wasm32-unknown-unknown` and turned into a
+//! component in-process with `wit-component`: no WASI imports at all, which
+//! keeps instantiation cheap (see the README's performance section).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Shadow-stack size for Rust policies. Rust puts the stack first in linear
+/// memory; a small stack keeps stack, data and early heap within the pages
+/// the instance pool keeps resident, so a fresh instance takes no page faults.
+pub const POLICY_STACK_BYTES: u32 = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}: no Cargo.toml here; `airlock policy build` expects a policy crate folder")]
+    UnknownLanguage(PathBuf),
+    #[error("running cargo: {0}")]
+    Spawn(std::io::Error),
+    #[error("cargo build failed (exit {0}); its messages are above")]
+    Cargo(i32),
+    #[error("cargo built no cdylib .wasm for {0}; is `crate-type = [\"cdylib\"]` set?")]
+    NoArtifact(PathBuf),
+    #[error("reading {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("turning the core module into a component: {0}")]
+    Componentize(String),
+}
+
+/// Build the policy crate in `dir`; returns the path of the component.
+pub fn build_policy(dir: &Path) -> Result<PathBuf, BuildError> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Err(BuildError::UnknownLanguage(dir.to_path_buf()));
+    }
+    let core = cargo_build(&manifest)?;
+    let bytes = std::fs::read(&core).map_err(|source| BuildError::Io { path: core.clone(), source })?;
+    let component = componentize(&bytes)?;
+    let out = core.with_extension("component.wasm");
+    std::fs::write(&out, component).map_err(|source| BuildError::Io { path: out.clone(), source })?;
+    Ok(out)
+}
+
+fn cargo_build(manifest: &Path) -> Result<PathBuf, BuildError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut child = Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--message-format=json-render-diagnostics"])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", format!("-C link-arg=-zstack-size={POLICY_STACK_BYTES}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(BuildError::Spawn)?;
+    let stdout = child.stdout.take().ok_or_else(|| BuildError::Spawn(std::io::Error::other("no stdout")))?;
+    let manifest_abs = manifest.canonicalize().unwrap_or_else(|_| manifest.to_path_buf());
+    let mut artifact = None;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let same_crate = msg["manifest_path"].as_str().map(Path::new).is_some_and(|p| p == manifest_abs);
+        let is_cdylib = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        if same_crate && is_cdylib {
+            if let Some(files) = msg["filenames"].as_array() {
+                artifact = files.iter().filter_map(|f| f.as_str()).find(|f| f.ends_with(".wasm")).map(PathBuf::from);
+            }
+        }
+    }
+    let status = child.wait().map_err(BuildError::Spawn)?;
+    if !status.success() {
+        return Err(BuildError::Cargo(status.code().unwrap_or(-1)));
+    }
+    artifact.ok_or_else(|| BuildError::NoArtifact(manifest.to_path_buf()))
+}
+
+/// Wrap a core module built with wit-bindgen into a component. The module
+/// carries its world in a custom section; no adapter is needed because a
+/// `wasm32-unknown-unknown` module imports nothing but the world.
+pub fn componentize(core: &[u8]) -> Result<Vec<u8>, BuildError> {
+    wit_component::ComponentEncoder::default()
+        .module(core)
+        .and_then(|e| e.validate(true).encode())
+        .map_err(|e| BuildError::Componentize(format!("{e:#}")))
+}

@@ -1,0 +1,36 @@
+//! Command-line interface: argument parsing and dispatch. Each command lives
+//! in its own file and calls into the library; nothing here decides policy.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cases;
+mod policy;
+
+/// Airlock: a WebAssembly policy host for AI agents.
+#[derive(Parser, Debug)]
+#[command(name = "airlock", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build, check, evaluate and test policy components.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+}
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Policy(cmd) => policy::run(cmd),
+    }
+}

@@ -1,0 +1,249 @@
+//! `airlock policy build|check|eval|test`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use airlock::policy::{Engine, EngineConfig, Evaluation, Limits, NoState, PolicyModule, PolicyRequest, Verdict, WorkflowState};
+
+use super::cases;
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Build a policy crate to a component; prints the component's path last.
+    Build {
+        /// The policy's source folder (a Rust crate with crate-type cdylib).
+        dir: PathBuf,
+    },
+    /// Check a component against the policy world; list its imports and exports.
+    Check {
+        /// The component file.
+        file: PathBuf,
+    },
+    /// Evaluate one request and print the decision as JSON.
+    Eval {
+        /// The component file.
+        file: PathBuf,
+        /// The request as JSON (see README, "Request JSON"); `-` reads stdin.
+        #[arg(long)]
+        request: PathBuf,
+        /// Initial workflow state as a JSON object of string values.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Run a table of named cases against a component, like `opa test`.
+    Test {
+        /// The component file.
+        file: PathBuf,
+        /// The case table (TOML).
+        #[arg(long)]
+        cases: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Fuel per evaluation.
+    #[arg(long, default_value_t = Limits::default().fuel)]
+    fuel: u64,
+    /// Linear-memory cap, e.g. `16MiB`, `512KiB` or a number of bytes.
+    #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
+    memory: usize,
+    /// Wall-clock deadline in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    deadline_ms: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits { fuel: self.fuel, memory_bytes: self.memory, deadline: Duration::from_millis(self.deadline_ms) }
+    }
+}
+
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: usize = n.parse().map_err(|_| format!("{s:?} is not a size like 16MiB"))?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" | "KiB" => 1 << 10,
+        "M" | "MB" | "MiB" => 1 << 20,
+        "G" | "GB" | "GiB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use B, KiB, MiB or GiB)")),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+pub fn run(cmd: PolicyCommand) -> ExitCode {
+    match cmd {
+        PolicyCommand::Build { dir } => build(&dir),
+        PolicyCommand::Check { file } => check(&file),
+        PolicyCommand::Eval { file, request, state, limits } => eval(&file, &request, state.as_deref(), &limits.limits()),
+        PolicyCommand::Test { file, cases, limits } => test(&file, &cases, &limits.limits()),
+    }
+}
+
+fn build(dir: &Path) -> ExitCode {
+    match airlock::build::build_policy(dir) {
+        Ok(path) => {
+            println!("{}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Load a component file for the one-shot commands.
+pub(super) fn load(file: &Path, limits: &Limits) -> Result<PolicyModule, String> {
+    let engine = Engine::new(EngineConfig { max_concurrent: 4, ..EngineConfig::default() })
+        .map_err(|e| format!("starting the engine: {e:#}"))?;
+    let limit = engine.config().max_module_bytes;
+    let size = std::fs::metadata(file).map_err(|e| format!("{}: {e}", file.display()))?.len();
+    if size > limit {
+        return Err(format!("{}: module is {size} bytes, over the {limit}-byte limit", file.display()));
+    }
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    engine.load(&bytes, limits).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+fn check(file: &Path) -> ExitCode {
+    match load(file, &Limits::default()) {
+        Ok(module) => {
+            let info = module.info();
+            println!("ok: {} {} implements airlock:policy/policy@0.1.0", info.name, info.version);
+            println!("digest: {}", info.digest);
+            println!("size: {} bytes", info.size);
+            println!("imports:");
+            for i in &info.imports {
+                println!("  {i}");
+            }
+            if info.uses_wasi {
+                println!("  (WASI is linked with nothing granted: no files, env, args, sockets)");
+            }
+            println!("exports:");
+            for e in &info.exports {
+                println!("  {e}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_input(path: &Path) -> Result<String, String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| format!("stdin: {e}"))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn eval(file: &Path, request: &Path, state: Option<&Path>, limits: &Limits) -> ExitCode {
+    let prepared = (|| -> Result<_, String> {
+        let text = read_input(request)?;
+        let mut req = PolicyRequest::from_json(&text).map_err(|e| format!("{}: {e}", request.display()))?;
+        if req.usage.now_ms == 0 {
+            req.usage.now_ms = now_ms();
+        }
+        let store: Arc<dyn WorkflowState> = match state {
+            None => Arc::new(NoState),
+            Some(path) => {
+                let text = read_input(path)?;
+                let map: std::collections::BTreeMap<String, String> = serde_json::from_str(&text)
+                    .map_err(|e| format!("{}: state must be a JSON object of strings: {e}", path.display()))?;
+                Arc::new(cases::seeded_state(&req.principal.workflow, &map))
+            }
+        };
+        let module = load(file, limits)?;
+        Ok((req, store, module))
+    })();
+    let (req, store, module) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let evaluation = module.evaluate(&req, store, limits);
+    println!("{}", evaluation_json(&module, &evaluation));
+    ExitCode::SUCCESS
+}
+
+/// The JSON printed by `airlock policy eval`.
+pub(super) fn evaluation_json(module: &PolicyModule, e: &Evaluation) -> serde_json::Value {
+    let info = module.info();
+    let mut out = json!({
+        "verdict": e.verdict.kind(),
+        "reason": e.verdict.reason(),
+        "grant": e.verdict.grant(),
+        "fuel": e.fuel_used,
+        "micros": e.elapsed.as_micros() as u64,
+        "policy": { "name": info.name, "version": info.version, "digest": info.digest },
+    });
+    if let Some(f) = &e.failure {
+        out["class"] = json!(f.class);
+    }
+    if !e.logs.is_empty() || e.logs_dropped > 0 {
+        out["logs"] = json!(e.logs);
+        out["logs_dropped"] = json!(e.logs_dropped);
+    }
+    if matches!(e.verdict, Verdict::Allow(_)) && !e.state_writes.is_empty() {
+        out["state_writes"] = json!(e.state_writes);
+    }
+    out
+}
+
+fn test(file: &Path, cases_file: &Path, limits: &Limits) -> ExitCode {
+    let table = match read_input(cases_file).and_then(|t| cases::parse(&t).map_err(|e| format!("{}: {e}", cases_file.display()))) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let module = match load(file, limits) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (passed, failed) = cases::run(&module, &table, limits);
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_bytes("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert!(parse_bytes("MiB").is_err());
+    }
+}

@@ -1,0 +1,543 @@
+//! The policy engine: compiles components once, checks them against the
+//! policy world, and evaluates each request in a fresh, limited instance.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use super::bindings::{GuestContext, Policy, PolicyPre, wit};
+use super::limits::Limits;
+use super::state_view::WorkflowState;
+use super::types::{Failure, FailureClass, LogRecord, PolicyRequest, StateWrite, Verdict};
+use super::verdict::validate_verdict;
+
+/// How often the deadline clock ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// The ticker sleeps after this many ticks without an evaluation starting,
+/// so an idle host costs no wake-ups.
+const IDLE_TICKS_BEFORE_PARK: u64 = 1000;
+
+/// Engine-wide settings (per-role limits are [`Limits`]).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The largest memory cap any role may have; sizes the instance pool.
+    pub max_memory_bytes: usize,
+    /// Evaluations that may run at the same time (instance pool slots).
+    pub max_concurrent: u32,
+    /// Largest component file accepted, in bytes.
+    pub max_module_bytes: u64,
+    /// Where compiled artifacts are cached by digest; `None` keeps them in
+    /// memory only. The directory must be private to Airlock: its files are
+    /// loaded as native code.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_memory_bytes: 256 << 20,
+            max_concurrent: 256,
+            max_module_bytes: 64 << 20,
+            cache_dir: None,
+        }
+    }
+}
+
+/// A component that cannot be used as a policy.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("module is {size} bytes, over the {limit}-byte limit")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    #[error("imports `{0}`, which the policy world does not offer (allowed: airlock:policy/state, airlock:policy/log, and WASI with nothing granted)")]
+    ForbiddenImport(String),
+    #[error("does not implement the policy world airlock:policy/policy@0.1.0: {0}")]
+    WrongWorld(String),
+    #[error("describe() failed: {0}")]
+    Describe(String),
+}
+
+/// A policy version ready to evaluate: compiled, checked and
+/// pre-instantiated. Cheap to share; evaluations in flight keep it alive.
+pub struct PolicyModule {
+    engine: Arc<EngineShared>,
+    pre: PolicyPre<GuestContext>,
+    info: PolicyInfo,
+}
+
+/// What identifies a loaded policy version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyInfo {
+    /// From the policy's `describe()`.
+    pub name: String,
+    pub version: String,
+    /// `sha256:<hex>` of the component file.
+    pub digest: String,
+    pub size: u64,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// True when the component imports WASI (linked with nothing granted).
+    pub uses_wasi: bool,
+}
+
+/// The outcome of one evaluation.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// The verdict; a deny with the failure as reason when `failure` is set.
+    pub verdict: Verdict,
+    /// Set when the engine, not the policy, decided (fail closed).
+    pub failure: Option<Failure>,
+    pub fuel_used: u64,
+    pub elapsed: Duration,
+    pub logs: Vec<LogRecord>,
+    pub logs_dropped: u32,
+    /// State writes to commit atomically, only present for an allow.
+    pub state_writes: Vec<StateWrite>,
+    /// What the writes were based on: `(key, value read)`. A store that
+    /// commits optimistically checks these are unchanged.
+    pub state_reads: Vec<(String, Option<String>)>,
+    /// What a WASI guest printed (bounded).
+    pub guest_output: Option<Vec<u8>>,
+}
+
+struct EngineShared {
+    engine: wasmtime::Engine,
+    plain_linker: Linker<GuestContext>,
+    wasi_linker: Linker<GuestContext>,
+    config: EngineConfig,
+    compiled: Mutex<HashMap<String, Component>>,
+    ticker: Ticker,
+}
+
+/// The policy engine. Clone freely: clones share one wasmtime engine,
+/// compile cache and deadline clock.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<EngineShared>,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(config.max_concurrent)
+            .total_core_instances(config.max_concurrent * 4)
+            .total_memories(config.max_concurrent * 2)
+            .total_tables(config.max_concurrent * 4)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_core_instances_per_component(64)
+            .max_memory_size(config.max_memory_bytes)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20)
+            // Keep the first pages of a freed slot resident: policies touch
+            // the same few pages every time, and re-faulting them in costs
+            // more than zeroing them.
+            .linear_memory_keep_resident(256 << 10)
+            .table_keep_resident(16 << 10)
+            .decommit_batch_size(32);
+
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(512 << 10)
+            .parallel_compilation(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime::Engine::new(&wasm)?;
+
+        let mut plain_linker = Linker::new(&engine);
+        Policy::add_to_linker::<GuestContext, HasSelf<GuestContext>>(&mut plain_linker, |c| c)?;
+        let mut wasi_linker = plain_linker.clone();
+        wasmtime_wasi::p2::add_to_linker_sync(&mut wasi_linker)?;
+
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir)?;
+        }
+        let ticker = Ticker::start(engine.clone());
+        Ok(Engine {
+            shared: Arc::new(EngineShared {
+                engine,
+                plain_linker,
+                wasi_linker,
+                config,
+                compiled: Mutex::new(HashMap::new()),
+                ticker,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// Load a policy from the bytes of its component file.
+    ///
+    /// `limits` bound the `describe()` call made to check the policy works.
+    pub fn load(&self, bytes: &[u8], limits: &Limits) -> Result<PolicyModule, LoadError> {
+        let config = &self.shared.config;
+        if bytes.len() as u64 > config.max_module_bytes {
+            return Err(LoadError::TooLarge { size: bytes.len() as u64, limit: config.max_module_bytes });
+        }
+        check_is_component(bytes)?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let component = self.compile(&digest, bytes)?;
+
+        let engine = &self.shared.engine;
+        let ty = component.component_type();
+        let mut imports = Vec::new();
+        let mut uses_wasi = false;
+        for (name, _) in ty.imports(engine) {
+            if name.starts_with("wasi:") {
+                uses_wasi = true;
+            } else if !ALLOWED_IMPORTS.contains(&name) {
+                return Err(LoadError::ForbiddenImport(name.to_string()));
+            }
+            imports.push(name.to_string());
+        }
+        let exports: Vec<String> = ty
+            .exports(engine)
+            .map(|(name, item)| match item.ty {
+                ComponentItem::ComponentFunc(_) => format!("func {name}"),
+                _ => name.to_string(),
+            })
+            .collect();
+
+        let linker = if uses_wasi { &self.shared.wasi_linker } else { &self.shared.plain_linker };
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+            let msg = format!("{e:#}");
+            if uses_wasi && msg.contains("wasi:") {
+                LoadError::ForbiddenImport(msg)
+            } else {
+                LoadError::WrongWorld(msg)
+            }
+        })?;
+        let pre = PolicyPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+
+        let mut module = PolicyModule {
+            engine: self.shared.clone(),
+            pre,
+            info: PolicyInfo {
+                name: String::new(),
+                version: String::new(),
+                digest,
+                size: bytes.len() as u64,
+                imports,
+                exports,
+                uses_wasi,
+            },
+        };
+        let (name, version) = module.describe(limits).map_err(|f| LoadError::Describe(f.to_string()))?;
+        module.info.name = name;
+        module.info.version = version;
+        Ok(module)
+    }
+
+    /// Compile, or fetch the compiled artifact by digest from memory or disk.
+    fn compile(&self, digest: &str, bytes: &[u8]) -> Result<Component, LoadError> {
+        let shared = &self.shared;
+        if let Some(c) = shared.compiled.lock().ok().and_then(|m| m.get(digest).cloned()) {
+            return Ok(c);
+        }
+        let cache_file = shared.config.cache_dir.as_ref().map(|dir| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            shared.engine.precompile_compatibility_hash().hash(&mut h);
+            let hex = digest.trim_start_matches("sha256:");
+            dir.join(format!("{hex}-{:016x}.cwasm", h.finish()))
+        });
+        let cached = cache_file.as_ref().filter(|p| p.is_file()).and_then(|path| {
+            // SAFETY: the cache directory is private to Airlock and its files
+            // are written only by `serialize` below, for an engine with the
+            // same compatibility hash (part of the file name). wasmtime still
+            // checks the header and refuses an artifact from another config.
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Component::deserialize_file(&shared.engine, path) };
+            match loaded {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled policy");
+                    let _ = std::fs::remove_file(path);
+                    None
+                }
+            }
+        });
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&shared.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                if let Some(path) = &cache_file {
+                    if let Err(e) = write_artifact(path, &c) {
+                        tracing::warn!(path = %path.display(), error = %e, "could not cache compiled policy");
+                    }
+                }
+                c
+            }
+        };
+        if let Ok(mut m) = shared.compiled.lock() {
+            m.insert(digest.to_string(), component.clone());
+        }
+        Ok(component)
+    }
+}
+
+fn write_artifact(path: &std::path::Path, component: &Component) -> anyhow::Result<()> {
+    let bytes = component.serialize()?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+const ALLOWED_IMPORTS: &[&str] =
+    &["airlock:policy/types@0.1.0", "airlock:policy/state@0.1.0", "airlock:policy/log@0.1.0"];
+
+/// Tell a core module, a truncated file and random bytes apart before
+/// handing the bytes to the compiler, for a precise error.
+fn check_is_component(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        return Err(LoadError::NotAComponent("no WebAssembly header (`\\0asm`)".into()));
+    }
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(LoadError::NotAComponent(
+            "this is a core module; build it into a component (`airlock policy build`)".into(),
+        ));
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err(LoadError::NotAComponent("unknown WebAssembly encoding version".into()));
+    }
+    Ok(())
+}
+
+impl PolicyModule {
+    pub fn info(&self) -> &PolicyInfo {
+        &self.info
+    }
+
+    fn store(&self, limits: &Limits, workflow: String, state: Arc<dyn WorkflowState>) -> Store<GuestContext> {
+        let ctx = GuestContext::new(limits.memory_bytes, workflow, state);
+        let mut store = Store::new(&self.engine.engine, ctx);
+        store.limiter(|c| c);
+        // Fuel is set before instantiation, so start-up code is metered too.
+        let _ = store.set_fuel(limits.fuel);
+        let ticks = limits.deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn describe(&self, limits: &Limits) -> Result<(String, String), Failure> {
+        let mut store = self.store(limits, String::new(), Arc::new(super::NoState));
+        let _active = self.engine.ticker.activate();
+        let result = self.pre.instantiate(&mut store).and_then(|p| p.call_describe(&mut store));
+        match result {
+            Ok(d) => Ok((d.name, d.version)),
+            Err(e) => Err(classify(&e, store.data())),
+        }
+    }
+
+    /// Decide one request in a fresh instance. Blocks the calling thread for
+    /// at most the deadline; from async code use [`evaluate_async`](Self::evaluate_async).
+    pub fn evaluate(&self, request: &PolicyRequest, state: Arc<dyn WorkflowState>, limits: &Limits) -> Evaluation {
+        let started = Instant::now();
+        let mut store = self.store(limits, request.principal.workflow.clone(), state);
+        let wit_request = to_wit(request);
+        let _active = self.engine.ticker.activate();
+        let result = self.pre.instantiate(&mut store).and_then(|p| p.call_evaluate(&mut store, &wit_request));
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+
+        let outcome = match result {
+            Ok(verdict) => validate_verdict(verdict),
+            Err(e) => Err(classify(&e, store.data())),
+        };
+        let guest_output = store.data().guest_output();
+        let ctx = store.into_data();
+        let (verdict, failure) = match outcome {
+            Ok(v) => (v, None),
+            Err(f) => (Verdict::Deny(f.to_string()), Some(f)),
+        };
+        let allowed = matches!(verdict, Verdict::Allow(_));
+        Evaluation {
+            verdict,
+            failure,
+            fuel_used,
+            elapsed: started.elapsed(),
+            logs: ctx.logs,
+            logs_dropped: ctx.logs_dropped,
+            state_writes: if allowed { ctx.writes } else { Vec::new() },
+            state_reads: ctx.reads,
+            guest_output,
+        }
+    }
+
+    /// [`evaluate`](Self::evaluate) on tokio's blocking pool, so a slow
+    /// policy never stalls the async runtime.
+    pub async fn evaluate_async(
+        self: Arc<Self>,
+        request: Arc<PolicyRequest>,
+        state: Arc<dyn WorkflowState>,
+        limits: Limits,
+    ) -> Evaluation {
+        let started = Instant::now();
+        let joined = tokio::task::spawn_blocking(move || self.evaluate(&request, state, &limits)).await;
+        joined.unwrap_or_else(|e| {
+            let failure = Failure { class: FailureClass::Host, detail: format!("evaluation task failed: {e}") };
+            Evaluation {
+                verdict: Verdict::Deny(failure.to_string()),
+                failure: Some(failure),
+                fuel_used: 0,
+                elapsed: started.elapsed(),
+                logs: Vec::new(),
+                logs_dropped: 0,
+                state_writes: Vec::new(),
+                state_reads: Vec::new(),
+                guest_output: None,
+            }
+        })
+    }
+}
+
+/// Name the class of a failed call. Order matters: a memory refusal or a
+/// host refusal surfaces as a trap in the guest, so they are checked first.
+fn classify(error: &wasmtime::Error, ctx: &GuestContext) -> Failure {
+    let trap = error.downcast_ref::<Trap>().copied();
+    let (class, detail) = match trap {
+        Some(Trap::OutOfFuel) => (FailureClass::Fuel, "fuel exhausted".to_string()),
+        Some(Trap::Interrupt) => (FailureClass::Deadline, "wall-clock deadline exceeded".to_string()),
+        _ if ctx.memory_refused => (
+            FailureClass::Memory,
+            format!("linear memory would exceed the {}-byte cap", ctx.memory_cap),
+        ),
+        _ if ctx.host_error.is_some() => (FailureClass::Host, ctx.host_error.clone().unwrap_or_default()),
+        Some(Trap::StackOverflow) => (FailureClass::Trap, "stack overflow".to_string()),
+        Some(t) => (FailureClass::Trap, t.to_string()),
+        None => (FailureClass::Trap, format!("{error:#}")),
+    };
+    Failure { class, detail }
+}
+
+fn to_wit(r: &PolicyRequest) -> wit::Request {
+    let p = &r.principal;
+    let a = &r.action;
+    let u = &r.usage;
+    wit::Request {
+        principal: wit::Principal {
+            agent: p.agent.clone(),
+            role: p.role.clone(),
+            session: p.session.clone(),
+            workflow: p.workflow.clone(),
+            on_behalf_of: p.on_behalf_of.clone(),
+            intent: p.intent.clone(),
+        },
+        action: wit::Action {
+            service: a.service.clone(),
+            operation: a.operation.clone(),
+            params: a.params.0.clone(),
+            method: a.method.clone(),
+            path: a.path.clone(),
+            query: a.query.0.clone(),
+            headers: a.headers.0.clone(),
+            body: a.body.clone(),
+            body_truncated: a.body_truncated,
+        },
+        usage: wit::Usage {
+            requests_total: u.requests_total,
+            requests_in_window: u.requests_in_window,
+            window_seconds: u.window_seconds,
+            grants: u.grants.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            session_started_ms: u.session_started_ms,
+            now_ms: u.now_ms,
+        },
+        approval: r.approval.as_ref().map(|a| wit::Approval {
+            id: a.id.clone(),
+            approver: a.approver.clone(),
+            approved_at_ms: a.approved_at_ms,
+        }),
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] while evaluations run,
+/// and parks when none has started for a while, so an idle host takes no
+/// wake-ups and a busy one pays one relaxed atomic add per evaluation.
+struct Ticker {
+    thread: thread::Thread,
+    shared: Arc<TickerState>,
+}
+
+#[derive(Default)]
+struct TickerState {
+    started: AtomicU64,
+    in_flight: AtomicU64,
+    parked: AtomicBool,
+}
+
+/// Held while an evaluation runs; the ticker never parks under one.
+struct TickerGuard(Arc<TickerState>);
+
+impl Drop for TickerGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Ticker {
+    fn start(engine: wasmtime::Engine) -> Ticker {
+        let shared = Arc::new(TickerState::default());
+        let weak = engine.weak();
+        drop(engine);
+        let state = shared.clone();
+        let handle = thread::Builder::new()
+            .name("airlock-epoch".into())
+            .spawn(move || {
+                let mut seen = 0;
+                let mut idle_ticks = 0;
+                loop {
+                    thread::sleep(EPOCH_TICK);
+                    let Some(engine) = weak.upgrade() else { return };
+                    engine.increment_epoch();
+                    drop(engine);
+                    let started = state.started.load(Ordering::SeqCst);
+                    if started != seen || state.in_flight.load(Ordering::SeqCst) > 0 {
+                        seen = started;
+                        idle_ticks = 0;
+                        continue;
+                    }
+                    idle_ticks += 1;
+                    if idle_ticks < IDLE_TICKS_BEFORE_PARK {
+                        continue;
+                    }
+                    // Publish `parked` before the last look, and `activate`
+                    // counts before it reads `parked`: one of the two sees
+                    // the other, so no wake-up is lost.
+                    state.parked.store(true, Ordering::SeqCst);
+                    if state.started.load(Ordering::SeqCst) == seen {
+                        // The timeout lets the thread notice a dropped engine.
+                        thread::park_timeout(Duration::from_secs(5));
+                    }
+                    state.parked.store(false, Ordering::SeqCst);
+                    idle_ticks = 0;
+                }
+            })
+            .expect("spawning the epoch ticker thread");
+        Ticker { thread: handle.thread().clone(), shared }
+    }
+
+    /// Mark an evaluation as running; wakes the ticker if it was parked.
+    fn activate(&self) -> TickerGuard {
+        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.shared.started.fetch_add(1, Ordering::SeqCst);
+        if self.shared.parked.load(Ordering::SeqCst) {
+            self.thread.unpark();
+        }
+        TickerGuard(self.shared.clone())
+    }
+}
