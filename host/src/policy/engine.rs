@@ -255,13 +255,16 @@ impl Engine {
             let hex = digest.trim_start_matches("sha256:");
             dir.join(format!("{hex}-{:016x}.cwasm", h.finish()))
         });
-        let cached = cache_file.as_ref().filter(|p| p.is_file()).and_then(|path| {
+        let cached = cache_file.as_ref().and_then(|path| std::fs::read(path).ok().map(|b| (path, b))).and_then(|(path, bytes)| {
+            // Read into memory rather than mmap the file: a cache file
+            // truncated while mapped would crash the process (SIGBUS).
+            //
             // SAFETY: the cache directory is private to Airlock and its files
-            // are written only by `serialize` below, for an engine with the
+            // are written only by `write_artifact`, for an engine with the
             // same compatibility hash (part of the file name). wasmtime still
             // checks the header and refuses an artifact from another config.
             #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize_file(&shared.engine, path) };
+            let loaded = unsafe { Component::deserialize(&shared.engine, &bytes) };
             match loaded {
                 Ok(c) => Some(c),
                 Err(e) => {
