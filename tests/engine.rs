@@ -5,25 +5,41 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airlock::policy::{Engine, EngineConfig, FailureClass, Limits, MemoryState, NoState, StateWrite, Verdict};
+use airlock::policy::{
+    Engine, EngineConfig, FailureClass, Limits, MemoryState, NoState, StateWrite, Verdict,
+};
 use support::{engine, get, guest, post};
 
 #[test]
 fn example_policy_allows_and_denies_with_fuel_and_time_reported() {
     let path = support::example_policy("crash-tracker");
     let engine = engine();
-    let module = engine.load(&std::fs::read(path).expect("component"), &Limits::default()).expect("loads");
+    let module = engine
+        .load(&std::fs::read(path).expect("component"), &Limits::default())
+        .expect("loads");
     assert_eq!(module.info().name, "crash-tracker");
     assert!(module.info().digest.starts_with("sha256:") && module.info().digest.len() == 71);
 
-    let e = module.evaluate(&get("crash-reporting", "/crashes/1"), Arc::new(NoState), &Limits::default());
+    let e = module.evaluate(
+        &get("crash-reporting", "/crashes/1"),
+        Arc::new(NoState),
+        &Limits::default(),
+    );
     let grant = e.verdict.grant().expect("read allowed");
     assert_eq!(grant.scopes, ["crash-reporting:read"]);
     assert_eq!(grant.max_response_bytes, Some(50 * 1024));
     assert!(e.fuel_used > 0 && e.elapsed > Duration::ZERO);
 
-    let e = module.evaluate(&post("crash-reporting", "/crashes/1"), Arc::new(NoState), &Limits::default());
-    assert!(e.verdict.reason().is_some_and(|r| r.contains("read-only")), "{:?}", e.verdict);
+    let e = module.evaluate(
+        &post("crash-reporting", "/crashes/1"),
+        Arc::new(NoState),
+        &Limits::default(),
+    );
+    assert!(
+        e.verdict.reason().is_some_and(|r| r.contains("read-only")),
+        "{:?}",
+        e.verdict
+    );
     assert!(e.failure.is_none());
 }
 
@@ -33,14 +49,20 @@ fn every_decision_gets_a_fresh_instance() {
     let module = engine.load(&guest("counter"), &Limits::default()).expect("loads");
     for _ in 0..5 {
         let e = module.evaluate(&get("svc", "/x"), Arc::new(NoState), &Limits::default());
-        assert_eq!(e.verdict, Verdict::Deny("calls=1".into()), "guest memory leaked between decisions");
+        assert_eq!(
+            e.verdict,
+            Verdict::Deny("calls=1".into()),
+            "guest memory leaked between decisions"
+        );
     }
 }
 
 #[test]
 fn state_writes_are_returned_only_on_allow() {
     let engine = engine();
-    let module = engine.load(&guest("state-user"), &Limits::default()).expect("loads");
+    let module = engine
+        .load(&guest("state-user"), &Limits::default())
+        .expect("loads");
     let state = Arc::new(MemoryState::default());
 
     let e = module.evaluate(&get("svc", "/x"), state.clone(), &Limits::default());
@@ -48,8 +70,14 @@ fn state_writes_are_returned_only_on_allow() {
     assert_eq!(
         e.state_writes,
         [
-            StateWrite::Incr { key: "count".into(), delta: 1 },
-            StateWrite::Set { key: "last-agent".into(), value: "agent-1".into() },
+            StateWrite::Incr {
+                key: "count".into(),
+                delta: 1
+            },
+            StateWrite::Set {
+                key: "last-agent".into(),
+                value: "agent-1".into()
+            },
         ]
     );
     assert_eq!(e.state_reads, [("count".to_string(), None)]);
@@ -73,7 +101,9 @@ fn a_failing_state_store_fails_closed() {
         }
     }
     let engine = engine();
-    let module = engine.load(&guest("state-user"), &Limits::default()).expect("loads");
+    let module = engine
+        .load(&guest("state-user"), &Limits::default())
+        .expect("loads");
     let e = module.evaluate(&get("svc", "/x"), Arc::new(Down), &Limits::default());
     let f = e.failure.expect("denied");
     assert_eq!(f.class, FailureClass::Host);
@@ -84,8 +114,13 @@ fn a_failing_state_store_fails_closed() {
 #[test]
 fn tight_fuel_is_enforced_on_a_good_policy() {
     let engine = engine();
-    let module = engine.load(&guest("good-allow"), &Limits::default()).expect("loads");
-    let l = Limits { fuel: 50, ..Limits::default() };
+    let module = engine
+        .load(&guest("good-allow"), &Limits::default())
+        .expect("loads");
+    let l = Limits {
+        fuel: 50,
+        ..Limits::default()
+    };
     let e = module.evaluate(&get("svc", "/x"), Arc::new(NoState), &l);
     assert_eq!(e.failure.map(|f| f.class), Some(FailureClass::Fuel));
     assert_eq!(e.fuel_used, 50);
@@ -94,42 +129,102 @@ fn tight_fuel_is_enforced_on_a_good_policy() {
 #[test]
 fn a_memory_cap_below_the_initial_memory_fails_closed() {
     let engine = engine();
-    let module = engine.load(&guest("good-allow"), &Limits::default()).expect("loads");
-    let l = Limits { memory_bytes: 64 << 10, ..Limits::default() };
+    let module = engine
+        .load(&guest("good-allow"), &Limits::default())
+        .expect("loads");
+    let l = Limits {
+        memory_bytes: 64 << 10,
+        ..Limits::default()
+    };
     let e = module.evaluate(&get("svc", "/x"), Arc::new(NoState), &l);
-    assert_eq!(e.failure.map(|f| f.class), Some(FailureClass::Memory), "{:?}", e.verdict);
+    assert_eq!(
+        e.failure.map(|f| f.class),
+        Some(FailureClass::Memory),
+        "{:?}",
+        e.verdict
+    );
 }
 
 #[test]
 fn compiled_artifacts_are_cached_by_digest() {
     let cache = tempfile::tempdir().expect("tempdir");
-    let config = EngineConfig { cache_dir: Some(cache.path().to_path_buf()), max_concurrent: 4, ..EngineConfig::default() };
+    let config = EngineConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        max_concurrent: 4,
+        ..EngineConfig::default()
+    };
     let bytes = guest("good-allow");
-    let digest = Engine::new(config.clone()).expect("engine").load(&bytes, &Limits::default()).expect("loads").info().digest.clone();
-    let files: Vec<_> = std::fs::read_dir(cache.path()).expect("cache").map(|f| f.expect("entry").file_name()).collect();
+    let digest = Engine::new(config.clone())
+        .expect("engine")
+        .load(&bytes, &Limits::default())
+        .expect("loads")
+        .info()
+        .digest
+        .clone();
+    let files: Vec<_> = std::fs::read_dir(cache.path())
+        .expect("cache")
+        .map(|f| f.expect("entry").file_name())
+        .collect();
     assert_eq!(files.len(), 1);
     let name = files[0].to_string_lossy().to_string();
-    assert!(name.starts_with(digest.trim_start_matches("sha256:")) && name.ends_with(".cwasm"), "{name}");
+    assert!(
+        name.starts_with(digest.trim_start_matches("sha256:")) && name.ends_with(".cwasm"),
+        "{name}"
+    );
 
     // A new engine loads from the cache and decides the same way.
-    let module = Engine::new(config.clone()).expect("engine").load(&bytes, &Limits::default()).expect("from cache");
-    assert!(module.evaluate(&get("svc", "/x"), Arc::new(NoState), &Limits::default()).verdict.grant().is_some());
+    let module = Engine::new(config.clone())
+        .expect("engine")
+        .load(&bytes, &Limits::default())
+        .expect("from cache");
+    assert!(
+        module
+            .evaluate(&get("svc", "/x"), Arc::new(NoState), &Limits::default())
+            .verdict
+            .grant()
+            .is_some()
+    );
 
     // A corrupted cache entry is discarded and the component recompiled.
     std::fs::write(cache.path().join(&files[0]), b"garbage").expect("corrupt");
-    let module = Engine::new(config).expect("engine").load(&bytes, &Limits::default()).expect("recompiled");
-    assert!(module.evaluate(&get("svc", "/x"), Arc::new(NoState), &Limits::default()).verdict.grant().is_some());
-    assert!(std::fs::metadata(cache.path().join(&files[0])).expect("rewritten").len() > 100);
+    let module = Engine::new(config)
+        .expect("engine")
+        .load(&bytes, &Limits::default())
+        .expect("recompiled");
+    assert!(
+        module
+            .evaluate(&get("svc", "/x"), Arc::new(NoState), &Limits::default())
+            .verdict
+            .grant()
+            .is_some()
+    );
+    assert!(
+        std::fs::metadata(cache.path().join(&files[0]))
+            .expect("rewritten")
+            .len()
+            > 100
+    );
 }
 
 #[test]
 fn evaluation_never_blocks_the_async_runtime() {
     let engine = engine();
-    let module = Arc::new(engine.load(&guest("infinite-loop"), &Limits::default()).expect("loads"));
-    let limits = Limits { fuel: u64::MAX / 2, deadline: Duration::from_millis(300), ..Limits::default() };
+    let module = Arc::new(
+        engine
+            .load(&guest("infinite-loop"), &Limits::default())
+            .expect("loads"),
+    );
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        deadline: Duration::from_millis(300),
+        ..Limits::default()
+    };
     // One runtime thread: if the evaluation ran on it, the ticker below
     // could not run until the deadline passed.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let started = Instant::now();
         let eval = tokio::spawn(module.evaluate_async(Arc::new(get("svc", "/x")), Arc::new(NoState), limits));
@@ -143,7 +238,10 @@ fn evaluation_never_blocks_the_async_runtime() {
         let e = eval.await.expect("joined");
         assert_eq!(e.failure.map(|f| f.class), Some(FailureClass::Deadline));
         assert!(started.elapsed() >= Duration::from_millis(300));
-        assert!(ticks_while_running >= 5, "runtime stalled: only {ticks_while_running} ticks");
+        assert!(
+            ticks_while_running >= 5,
+            "runtime stalled: only {ticks_while_running} ticks"
+        );
     });
 }
 
@@ -151,9 +249,18 @@ fn evaluation_never_blocks_the_async_runtime() {
 fn malformed_request_json_gets_a_precise_error() {
     let cases = [
         (r#"{"principal": {}}"#, "missing field `agent`"),
-        (r#"{"principal": {"agent":"a","role":"r","session":"s","workflow":"w"}, "action": {"service":"x","method":"GET","path":"nope"}}"#, "must start with `/`"),
-        (r#"{"principal": {"agent":"a","role":"r","session":"s","workflow":"w"}, "action": {"service":"x","method":"GET","path":"/","body":"a","body_base64":"YQ=="}}"#, "not both"),
-        (r#"{"principal": {"agent":"a","role":"r","session":"s","workflow":"w","admin":true}}"#, "unknown field `admin`"),
+        (
+            r#"{"principal": {"agent":"a","role":"r","session":"s","workflow":"w"}, "action": {"service":"x","method":"GET","path":"nope"}}"#,
+            "must start with `/`",
+        ),
+        (
+            r#"{"principal": {"agent":"a","role":"r","session":"s","workflow":"w"}, "action": {"service":"x","method":"GET","path":"/","body":"a","body_base64":"YQ=="}}"#,
+            "not both",
+        ),
+        (
+            r#"{"principal": {"agent":"a","role":"r","session":"s","workflow":"w","admin":true}}"#,
+            "unknown field `admin`",
+        ),
         (r#"{"principal": "#, "EOF"),
     ];
     for (text, expected) in cases {

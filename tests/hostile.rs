@@ -7,16 +7,24 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock::policy::{Engine, FailureClass, Limits, LoadError, NoState, PolicyModule, PolicyRequest, Verdict};
+use airlock::policy::{
+    Engine, FailureClass, Limits, LoadError, NoState, PolicyModule, PolicyRequest, Verdict,
+};
 use support::{engine, get, guest, guest_core};
 
 fn limits() -> Limits {
-    Limits { fuel: 50_000_000, memory_bytes: 16 << 20, deadline: Duration::from_millis(500) }
+    Limits {
+        fuel: 50_000_000,
+        memory_bytes: 16 << 20,
+        deadline: Duration::from_millis(500),
+    }
 }
 
 /// The good policy still answers exactly as it should.
 fn assert_still_serving(engine: &Engine) {
-    let good = engine.load(&guest("good-allow"), &limits()).expect("good guest loads");
+    let good = engine
+        .load(&guest("good-allow"), &limits())
+        .expect("good guest loads");
     let e = good.evaluate(&get("svc", "/x"), Arc::new(NoState), &limits());
     let grant = e.verdict.grant().expect("good request still allowed");
     assert_eq!(grant.scopes, ["ok:read"]);
@@ -25,23 +33,40 @@ fn assert_still_serving(engine: &Engine) {
 }
 
 fn load(engine: &Engine, name: &str) -> PolicyModule {
-    engine.load(&guest(name), &limits()).unwrap_or_else(|e| panic!("{name} should load: {e}"))
+    engine
+        .load(&guest(name), &limits())
+        .unwrap_or_else(|e| panic!("{name} should load: {e}"))
 }
 
 fn expect_failure(name: &str, limits: Limits, class: FailureClass, detail: &str) {
     expect_failure_for(name, &get("svc", "/x"), limits, class, detail)
 }
 
-fn expect_failure_for(name: &str, request: &PolicyRequest, limits: Limits, class: FailureClass, detail: &str) {
+fn expect_failure_for(
+    name: &str,
+    request: &PolicyRequest,
+    limits: Limits,
+    class: FailureClass,
+    detail: &str,
+) {
     let engine = engine();
     let module = load(&engine, name);
     let e = module.evaluate(request, Arc::new(NoState), &limits);
-    let failure = e.failure.clone().unwrap_or_else(|| panic!("{name}: expected a {class} failure, got {:?}", e.verdict));
+    let failure = e
+        .failure
+        .clone()
+        .unwrap_or_else(|| panic!("{name}: expected a {class} failure, got {:?}", e.verdict));
     assert_eq!(failure.class, class, "{name}: {failure}");
-    assert!(failure.detail.contains(detail), "{name}: {failure} should mention {detail:?}");
+    assert!(
+        failure.detail.contains(detail),
+        "{name}: {failure} should mention {detail:?}"
+    );
     // The verdict is a deny naming the class, and nothing is to be committed.
     let reason = e.verdict.reason().expect("a deny");
-    assert!(matches!(e.verdict, Verdict::Deny(_)) && reason.contains(class.as_str()), "{reason}");
+    assert!(
+        matches!(e.verdict, Verdict::Deny(_)) && reason.contains(class.as_str()),
+        "{reason}"
+    );
     assert!(e.state_writes.is_empty());
     assert_still_serving(&engine);
 }
@@ -54,7 +79,11 @@ fn infinite_loop_runs_out_of_fuel() {
 
 #[test]
 fn infinite_loop_with_ample_fuel_hits_the_deadline() {
-    let l = Limits { fuel: u64::MAX / 2, deadline: Duration::from_millis(100), ..limits() };
+    let l = Limits {
+        fuel: u64::MAX / 2,
+        deadline: Duration::from_millis(100),
+        ..limits()
+    };
     expect_failure("infinite-loop", l, FailureClass::Deadline, "deadline");
 }
 
@@ -78,7 +107,13 @@ fn oversized_grant_is_an_invalid_verdict() {
     // 2 000 scopes of 64 bytes (the bound is 32) and a 1 MiB claim.
     let mut req = get("svc", "/x");
     req.action.query.0.push(("scopes".into(), "2000".into()));
-    expect_failure_for("oversized-grant", &req, limits(), FailureClass::InvalidVerdict, "2000 scopes");
+    expect_failure_for(
+        "oversized-grant",
+        &req,
+        limits(),
+        FailureClass::InvalidVerdict,
+        "2000 scopes",
+    );
     // Within the scope bound but with a 1 MiB claim: still refused.
     let engine = engine();
     let module = load(&engine, "oversized-grant");
@@ -86,7 +121,12 @@ fn oversized_grant_is_an_invalid_verdict() {
     req.action.query.0.push(("scopes".into(), "1".into()));
     let e = module.evaluate(&req, Arc::new(NoState), &limits());
     let f = e.failure.expect("refused");
-    assert_eq!((f.class, f.detail.contains("claim `blob`")), (FailureClass::InvalidVerdict, true), "{}", f.detail);
+    assert_eq!(
+        (f.class, f.detail.contains("claim `blob`")),
+        (FailureClass::InvalidVerdict, true),
+        "{}",
+        f.detail
+    );
 }
 
 #[test]
@@ -114,13 +154,30 @@ fn wasi_guest_gets_nothing() {
     let mut req = get("svc", "/x");
     req.action.query.0.push(("port".into(), port.to_string()));
     let e = module.evaluate(&req, Arc::new(NoState), &limits());
-    let report = e.verdict.reason().expect("the guest reports by denying").to_string();
-    for attempt in ["fs_read_dir=err", "fs_read=err", "fs_create=err", "env_vars=0", "home=none", "args=0", "tcp=err", "udp=err"] {
+    let report = e
+        .verdict
+        .reason()
+        .expect("the guest reports by denying")
+        .to_string();
+    for attempt in [
+        "fs_read_dir=err",
+        "fs_read=err",
+        "fs_create=err",
+        "env_vars=0",
+        "home=none",
+        "args=0",
+        "tcp=err",
+        "udp=err",
+    ] {
         assert!(report.contains(attempt), "{attempt} missing from {report:?}");
     }
     // Output is captured and bounded, never passed through.
     let output = e.guest_output.expect("captured output");
-    assert!(output.len() <= 16 * 1024 && !output.is_empty(), "captured {} bytes", output.len());
+    assert!(
+        output.len() <= 16 * 1024 && !output.is_empty(),
+        "captured {} bytes",
+        output.len()
+    );
     listener.set_nonblocking(true).expect("nonblocking");
     assert!(listener.accept().is_err(), "the guest must not have connected");
     assert!(!std::path::Path::new("pwned.txt").exists());
@@ -134,7 +191,9 @@ fn assert_host_has_env() {
 
 #[test]
 fn a_core_module_is_not_a_component() {
-    let err = engine().load(&guest_core("good-allow"), &limits()).err().expect("refused");
+    let err = engine()
+        .load(&guest_core("good-allow"), &limits())
+        .expect_err("refused");
     assert!(matches!(err, LoadError::NotAComponent(_)), "{err}");
     assert!(err.to_string().contains("core module"), "{err}");
 }
@@ -142,9 +201,14 @@ fn a_core_module_is_not_a_component() {
 #[test]
 fn a_component_of_another_world_is_refused() {
     let engine = engine();
-    let err = engine.load(&guest("other-world"), &limits()).err().expect("refused");
+    let err = engine
+        .load(&guest("other-world"), &limits())
+        .expect_err("refused");
     assert!(matches!(err, LoadError::WrongWorld(_)), "{err}");
-    assert!(err.to_string().contains("does not implement the policy world"), "{err}");
+    assert!(
+        err.to_string().contains("does not implement the policy world"),
+        "{err}"
+    );
     assert_still_serving(&engine);
 }
 
@@ -153,7 +217,10 @@ fn a_truncated_file_is_refused() {
     let engine = engine();
     let bytes = guest("good-allow");
     for cut in [4, 8, 100, bytes.len() / 2, bytes.len() - 1] {
-        let err = engine.load(&bytes[..cut], &limits()).err().unwrap_or_else(|| panic!("cut at {cut} loaded"));
+        let err = engine
+            .load(&bytes[..cut], &limits())
+            .err()
+            .unwrap_or_else(|| panic!("cut at {cut} loaded"));
         // Cut right after the 8-byte header, what is left is an empty (valid)
         // component, which implements nothing.
         let expected = match cut {
@@ -173,8 +240,14 @@ fn a_100_mb_file_is_refused_before_it_is_read() {
     file.set_len(100 << 20).expect("100 MB");
     let engine = engine();
     let policy_dir = airlock::policy::PolicyDir::open(dir.path()).expect("dir");
-    let err = policy_dir.read("huge.wasm", engine.config().max_module_bytes).err().expect("refused");
-    assert!(err.to_string().contains("104857600 bytes, over the 67108864-byte limit"), "{err}");
+    let err = policy_dir
+        .read("huge.wasm", engine.config().max_module_bytes)
+        .expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("104857600 bytes, over the 67108864-byte limit"),
+        "{err}"
+    );
     // And through the CLI.
     let out = support::airlock(&["policy", "check", path.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1));
@@ -182,19 +255,36 @@ fn a_100_mb_file_is_refused_before_it_is_read() {
     // Bytes handed straight to the engine are bounded too.
     let mut bytes = vec![0u8; 100 << 20];
     bytes[..8].copy_from_slice(b"\0asm\x0d\x00\x01\x00");
-    assert!(matches!(engine.load(&bytes, &limits()), Err(LoadError::TooLarge { .. })));
+    assert!(matches!(
+        engine.load(&bytes, &limits()),
+        Err(LoadError::TooLarge { .. })
+    ));
     assert_still_serving(&engine);
 }
 
 #[test]
 fn one_engine_survives_every_hostile_guest_in_turn() {
     let engine = engine();
-    let l = Limits { deadline: Duration::from_millis(200), ..limits() };
-    for name in ["infinite-loop", "memory-bomb", "deep-recursion", "panics", "oversized-grant", "log-flood"] {
+    let l = Limits {
+        deadline: Duration::from_millis(200),
+        ..limits()
+    };
+    for name in [
+        "infinite-loop",
+        "memory-bomb",
+        "deep-recursion",
+        "panics",
+        "oversized-grant",
+        "log-flood",
+    ] {
         let module = load(&engine, name);
         for _ in 0..3 {
             let e = module.evaluate(&get("svc", "/x"), Arc::new(NoState), &l);
-            assert!(e.failure.is_some() || name == "log-flood", "{name}: {:?}", e.verdict);
+            assert!(
+                e.failure.is_some() || name == "log-flood",
+                "{name}: {:?}",
+                e.verdict
+            );
         }
         assert_still_serving(&engine);
     }

@@ -4,6 +4,13 @@
 //! that itself starts with `--- ` or `+++ ` is counted as content, not taken
 //! for a file header. Anything that does not parse is an error: a policy must
 //! deny a change it cannot read.
+//!
+//! Paths are read the way `git apply` reads them, so that a policy checks the
+//! files git would really touch: the first path component is stripped from
+//! `---`/`+++` names whatever it is (`x/auth/login.rs` is `auth/login.rs`),
+//! `copy to` creates a file, and names that disagree between the
+//! `diff --git` header and the `---`/`+++` lines are an error, as are quoted
+//! (C-escaped) names.
 
 use std::fmt;
 
@@ -14,6 +21,8 @@ pub enum FileStatus {
     Deleted,
     Modified,
     Renamed,
+    /// `copy from`/`copy to`: a new file with the content of another.
+    Copied,
 }
 
 /// One file of a diff.
@@ -45,9 +54,10 @@ impl FileChange {
             .chain(self.new_path.iter())
             .map(String::as_str)
     }
-    /// Whether the change touches a file that existed before.
+    /// Whether the change modifies, deletes or moves a file that existed
+    /// before (a copy leaves its source as it was).
     pub fn touches_existing(&self) -> bool {
-        self.status != FileStatus::Added
+        !matches!(self.status, FileStatus::Added | FileStatus::Copied)
     }
 }
 
@@ -89,14 +99,43 @@ impl std::error::Error for DiffError {}
 struct Parser {
     files: Vec<FileChange>,
     current: Option<FileChange>,
+    /// Names from the current `diff --git a/X b/Y` header, if any.
+    header: Option<(String, String)>,
+    copied: bool,
 }
 
-fn strip_side(path: &str, side: &str) -> Option<String> {
-    let path = path.split('\t').next().unwrap_or(path).trim_end();
-    if path == "/dev/null" {
-        return None;
+/// A name from a `---`/`+++` line as `git apply -p1` reads it: `None` for
+/// `/dev/null`, the name without its first component otherwise.
+fn patch_name(raw: &str) -> Result<Option<String>, &'static str> {
+    let name = raw.split('\t').next().unwrap_or(raw).trim_end();
+    if name == "/dev/null" {
+        return Ok(None);
     }
-    Some(path.strip_prefix(side).unwrap_or(path).to_string())
+    if name.starts_with('"') {
+        return Err("quoted file names are not supported");
+    }
+    match name.split_once('/') {
+        Some((_, rest)) if !rest.is_empty() => Ok(Some(rest.to_string())),
+        _ => Err("file name has no leading directory to strip (expected a/PATH or b/PATH)"),
+    }
+}
+
+/// `a/X b/Y` from a `diff --git` line. Ambiguous when a name contains
+/// ` b/`; git then relies on the other lines, and so do we (both must agree).
+fn header_names(rest: &str) -> Result<(String, String), &'static str> {
+    if rest.starts_with('"') || rest.ends_with('"') {
+        return Err("quoted file names are not supported");
+    }
+    let (a, b) = rest
+        .split_once(" b/")
+        .ok_or("expected `diff --git a/PATH b/PATH`")?;
+    let a = a
+        .strip_prefix("a/")
+        .ok_or("expected `diff --git a/PATH b/PATH`")?;
+    if a.is_empty() || b.is_empty() {
+        return Err("empty file name in `diff --git` header");
+    }
+    Ok((a.to_string(), b.to_string()))
 }
 
 fn parse_range(range: &str) -> Option<u32> {
@@ -110,6 +149,7 @@ fn parse_range(range: &str) -> Option<u32> {
 impl Parser {
     fn new_file(&mut self) -> &mut FileChange {
         self.finish();
+        self.copied = false;
         self.current.insert(FileChange {
             old_path: None,
             new_path: None,
@@ -123,6 +163,7 @@ impl Parser {
     fn finish(&mut self) {
         if let Some(mut file) = self.current.take() {
             file.status = match (&file.old_path, &file.new_path) {
+                _ if self.copied => FileStatus::Copied,
                 (None, Some(_)) => FileStatus::Added,
                 (Some(_), None) => FileStatus::Deleted,
                 (Some(a), Some(b)) if a != b => FileStatus::Renamed,
@@ -142,12 +183,11 @@ impl Parser {
         while i < lines.len() {
             let line = lines[i];
             if let Some(rest) = line.strip_prefix("diff --git ") {
+                let (a, b) = header_names(rest).map_err(|m| err(i, m))?;
                 let file = self.new_file();
-                // "a/x b/y": both paths; refined by ---/+++ or rename lines.
-                if let Some((a, b)) = rest.split_once(" b/") {
-                    file.old_path = strip_side(a, "a/");
-                    file.new_path = Some(b.to_string());
-                }
+                file.old_path = Some(a.clone());
+                file.new_path = Some(b.clone());
+                self.header = Some((a, b));
             } else if line.starts_with("new file mode") {
                 self.current
                     .as_mut()
@@ -158,6 +198,18 @@ impl Parser {
                     .as_mut()
                     .ok_or_else(|| err(i, "file mode outside a file"))?
                     .new_path = None;
+            } else if let Some(p) = line.strip_prefix("copy from ") {
+                self.copied = true;
+                self.current
+                    .as_mut()
+                    .ok_or_else(|| err(i, "copy outside a file"))?
+                    .old_path = Some(p.into());
+            } else if let Some(p) = line.strip_prefix("copy to ") {
+                self.copied = true;
+                self.current
+                    .as_mut()
+                    .ok_or_else(|| err(i, "copy outside a file"))?
+                    .new_path = Some(p.into());
             } else if let Some(p) = line.strip_prefix("rename from ") {
                 self.current
                     .as_mut()
@@ -178,18 +230,26 @@ impl Parser {
                     .get(i + 1)
                     .and_then(|l| l.strip_prefix("+++ "))
                     .ok_or_else(|| err(i + 1, "expected a `+++ ` line after `--- `"))?;
+                let old = patch_name(old).map_err(|m| err(i, m))?;
+                let new = patch_name(new).map_err(|m| err(i + 1, m))?;
                 // A plain unified diff without `diff --git` starts a file here.
-                let starts_file = self
-                    .current
-                    .as_ref()
-                    .is_none_or(|f| f.added + f.removed > 0);
-                let file = if starts_file {
-                    self.new_file()
-                } else {
-                    self.current.as_mut().ok_or_else(|| err(i, "no file"))?
-                };
-                file.old_path = strip_side(old, "a/");
-                file.new_path = strip_side(new, "b/");
+                let starts_file = self.current.as_ref().is_none_or(|f| f.added + f.removed > 0);
+                if starts_file {
+                    self.header = None;
+                    self.new_file();
+                }
+                // git takes the names from these lines; they must name the
+                // files the header named, or a reviewer and git disagree.
+                if let Some((a, b)) = &self.header {
+                    let agrees =
+                        |name: &Option<String>, expected: &str| name.as_deref().is_none_or(|n| n == expected);
+                    if !agrees(&old, a) || !agrees(&new, b) {
+                        return Err(err(i, "`---`/`+++` names disagree with the `diff --git` header"));
+                    }
+                }
+                let file = self.current.as_mut().ok_or_else(|| err(i, "no file"))?;
+                file.old_path = old;
+                file.new_path = new;
                 i += 1;
             } else if let Some(header) = line.strip_prefix("@@ ") {
                 let file = self
@@ -237,8 +297,6 @@ impl Parser {
                 || line.starts_with("dissimilarity index")
                 || line.starts_with("old mode")
                 || line.starts_with("new mode")
-                || line.starts_with("copy from ")
-                || line.starts_with("copy to ")
                 || line.trim().is_empty()
             {
                 // Metadata that changes no counts.
@@ -320,10 +378,7 @@ rename to src/x.rs
                 ("src/x.rs", FileStatus::Renamed, 0, 0),
             ]
         );
-        assert_eq!(
-            d.files[2].paths().collect::<Vec<_>>(),
-            ["auth/x.rs", "src/x.rs"]
-        );
+        assert_eq!(d.files[2].paths().collect::<Vec<_>>(), ["auth/x.rs", "src/x.rs"]);
     }
 
     #[test]
@@ -335,13 +390,34 @@ rename to src/x.rs
     }
 
     #[test]
+    fn paths_are_read_as_git_apply_reads_them() {
+        // git strips any first component, not only `a/` and `b/`.
+        let text = "--- x/auth/login.rs\n+++ y/auth/login.rs\n@@ -1 +1 @@\n-a\n+b\n";
+        assert_eq!(
+            Diff::parse(text).expect("parses").files[0].path(),
+            "auth/login.rs"
+        );
+        // A header naming one file and ---/+++ naming another is refused.
+        let text = "diff --git a/src/lib.rs b/src/lib.rs\n--- x/auth/login.rs\n+++ b/auth/login.rs\n@@ -1 +1 @@\n-a\n+b\n";
+        assert!(Diff::parse(text).unwrap_err().message.contains("disagree"));
+        // `copy to` creates a file; its source is a path it touches too.
+        let text = "diff --git a/auth/key.rs b/src/key.rs\nsimilarity index 100%\ncopy from auth/key.rs\ncopy to src/key.rs\n";
+        let f = &Diff::parse(text).expect("parses").files[0];
+        assert_eq!(f.status, FileStatus::Copied);
+        assert_eq!(f.paths().collect::<Vec<_>>(), ["auth/key.rs", "src/key.rs"]);
+        assert!(!f.touches_existing());
+        // Quoted names are refused rather than misread.
+        let text = "diff --git \"a/auth/l\\303\\266.rs\" \"b/auth/l\\303\\266.rs\"\n";
+        assert!(Diff::parse(text).unwrap_err().message.contains("quoted"));
+        let text = "--- \"a/auth/x\"\n+++ \"b/auth/x\"\n@@ -1 +1 @@\n-a\n+b\n";
+        assert!(Diff::parse(text).unwrap_err().message.contains("quoted"));
+    }
+
+    #[test]
     fn malformed_diffs_are_errors() {
         assert!(Diff::parse("@@ -1 +1 @@\n-x\n+y\n").is_err());
         let short = "--- a/a\n+++ b/a\n@@ -1,3 +1,3 @@\n x\n";
-        assert_eq!(
-            Diff::parse(short).unwrap_err().message,
-            "diff ends inside a hunk"
-        );
+        assert_eq!(Diff::parse(short).unwrap_err().message, "diff ends inside a hunk");
         assert!(Diff::parse("just some prose").is_err());
         assert!(Diff::parse("--- a/a\n@@ -1 +1 @@\n").is_err());
     }

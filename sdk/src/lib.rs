@@ -36,6 +36,7 @@
 extern crate self as airlock_sdk;
 
 pub mod diff;
+pub mod json;
 pub mod log;
 pub mod paths;
 pub mod state;
@@ -47,6 +48,8 @@ mod types;
 #[doc(hidden)]
 pub mod __export;
 
+/// Re-exported so policies can name the JSON types without a dependency of their own.
+pub use serde_json;
 pub use types::{Action, Approval, Description, Grant, Principal, Request, Usage, Verdict};
 
 /// The one trait a policy implements.
@@ -67,8 +70,7 @@ pub mod prelude {
     pub use crate::diff::{Diff, FileChange, FileStatus};
     pub use crate::paths::{glob_match, has_prefix};
     pub use crate::{
-        Action, Description, Grant, Policy, Principal, Request, Usage, Verdict, export_policy, log,
-        state,
+        Action, Description, Grant, Policy, Principal, Request, Usage, Verdict, export_policy, log, state,
     };
 }
 

@@ -18,8 +18,7 @@ fn match_segments(pattern: &[&str], path: &[&str]) -> bool {
         Some((&"**", rest)) => (0..=path.len()).any(|skip| match_segments(rest, &path[skip..])),
         Some((first, rest)) => match path.split_first() {
             Some((segment, path_rest)) => {
-                match_segment(first.as_bytes(), segment.as_bytes())
-                    && match_segments(rest, path_rest)
+                match_segment(first.as_bytes(), segment.as_bytes()) && match_segments(rest, path_rest)
             }
             None => false,
         },
@@ -73,11 +72,7 @@ pub fn normalize(path: &str) -> Option<String> {
             s => out.push(s),
         }
     }
-    if out.is_empty() {
-        None
-    } else {
-        Some(out.join("/"))
-    }
+    if out.is_empty() { None } else { Some(out.join("/")) }
 }
 
 #[cfg(test)]
@@ -105,10 +100,7 @@ mod tests {
     #[test]
     fn pathological_pattern_is_fast() {
         let text = "a".repeat(200);
-        assert!(!glob_match(
-            &"*a".repeat(50).replace("**", "*b*"),
-            &(text + "c")
-        ));
+        assert!(!glob_match(&"*a".repeat(50).replace("**", "*b*"), &(text + "c")));
     }
 
     #[test]

@@ -47,9 +47,7 @@ pub(crate) fn state_set(key: &str, value: &str) {
 }
 
 pub(crate) fn state_incr(key: &str, delta: i64) -> i64 {
-    let current = state_get(key)
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(0);
+    let current = state_get(key).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
     let next = current.saturating_add(delta);
     state_set(key, &next.to_string());
     next

@@ -140,10 +140,7 @@ impl Grant {
 }
 
 fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 impl Action {
@@ -173,13 +170,14 @@ impl Action {
     pub fn body_str(&self) -> Result<&str, String> {
         std::str::from_utf8(&self.body).map_err(|e| format!("body is not UTF-8: {e}"))
     }
-    /// The body parsed as JSON. A truncated body is an error: a policy must
-    /// not decide on half a document.
+    /// The body parsed as JSON. A truncated body, or one with a duplicate
+    /// key (which servers resolve differently), is an error: a policy must
+    /// not decide on half a document or on a guess.
     pub fn json(&self) -> Result<Value, String> {
         if self.body_truncated {
             return Err("body was truncated at the size limit".into());
         }
-        serde_json::from_slice(&self.body).map_err(|e| format!("body is not valid JSON: {e}"))
+        crate::json::parse_strict(&self.body).map_err(|e| format!("body is not valid JSON: {e}"))
     }
 }
 
@@ -230,10 +228,7 @@ impl RequestBuilder {
         self
     }
     pub fn header(mut self, k: &str, v: &str) -> Self {
-        self.0
-            .action
-            .headers
-            .push((k.to_ascii_lowercase(), v.into()));
+        self.0.action.headers.push((k.to_ascii_lowercase(), v.into()));
         self
     }
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {

@@ -9,7 +9,10 @@ use std::sync::OnceLock;
 use airlock::policy::{Engine, EngineConfig, PolicyRequest};
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 pub fn airlock_bin() -> &'static str {
@@ -42,9 +45,28 @@ fn guests_built() -> &'static Path {
         let target = guests.join("target");
         let manifest = guests.join("Cargo.toml");
         let manifest = manifest.to_str().expect("utf-8 path");
-        run_cargo(&["build", "--release", "--target", "wasm32-unknown-unknown", "--manifest-path", manifest], &target);
         run_cargo(
-            &["build", "--release", "--target", "wasm32-wasip2", "-p", "escape-attempts", "--manifest-path", manifest],
+            &[
+                "build",
+                "--release",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--manifest-path",
+                manifest,
+            ],
+            &target,
+        );
+        run_cargo(
+            &[
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "escape-attempts",
+                "--manifest-path",
+                manifest,
+            ],
             &target,
         );
         target
@@ -53,7 +75,9 @@ fn guests_built() -> &'static Path {
 
 /// The core module of a test guest (crate name with dashes).
 pub fn guest_core(name: &str) -> Vec<u8> {
-    let file = guests_built().join("wasm32-unknown-unknown/release").join(format!("{}.wasm", name.replace('-', "_")));
+    let file = guests_built()
+        .join("wasm32-unknown-unknown/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
     std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
 }
 
@@ -73,13 +97,21 @@ pub fn example_policy(name: &str) -> PathBuf {
     let _one_build_at_a_time = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let dir = root().join("policies").join(name);
     let out = airlock(&["policy", "build", dir.to_str().expect("utf-8 path")]);
-    assert!(out.status.success(), "policy build failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "policy build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     PathBuf::from(stdout.lines().last().expect("a path on the last line"))
 }
 
 pub fn engine() -> Engine {
-    Engine::new(EngineConfig { max_concurrent: 32, ..EngineConfig::default() }).expect("engine")
+    Engine::new(EngineConfig {
+        max_concurrent: 32,
+        ..EngineConfig::default()
+    })
+    .expect("engine")
 }
 
 /// A request in the JSON form of `airlock policy eval`.

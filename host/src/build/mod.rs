@@ -29,44 +29,79 @@ pub enum BuildError {
 }
 
 /// Build the policy crate in `dir`; returns the path of the component.
-pub fn build_policy(dir: &Path) -> Result<PathBuf, BuildError> {
+/// `target_dir` overrides cargo's target directory (the crate's own by default).
+pub fn build_policy(dir: &Path, target_dir: Option<&Path>) -> Result<PathBuf, BuildError> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(BuildError::UnknownLanguage(dir.to_path_buf()));
     }
-    let core = cargo_build(&manifest)?;
-    let bytes = std::fs::read(&core).map_err(|source| BuildError::Io { path: core.clone(), source })?;
+    let core = cargo_build(&manifest, target_dir)?;
+    let bytes = std::fs::read(&core).map_err(|source| BuildError::Io {
+        path: core.clone(),
+        source,
+    })?;
     let component = componentize(&bytes)?;
     let out = core.with_extension("component.wasm");
-    std::fs::write(&out, component).map_err(|source| BuildError::Io { path: out.clone(), source })?;
+    std::fs::write(&out, component).map_err(|source| BuildError::Io {
+        path: out.clone(),
+        source,
+    })?;
     Ok(out)
 }
 
-fn cargo_build(manifest: &Path) -> Result<PathBuf, BuildError> {
+fn cargo_build(manifest: &Path, target_dir: Option<&Path>) -> Result<PathBuf, BuildError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut child = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--message-format=json-render-diagnostics"])
+    let mut command = Command::new(cargo);
+    command.args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if let Some(dir) = target_dir {
+        command.arg("--target-dir").arg(dir);
+    }
+    let mut child = command
         .arg("--manifest-path")
         .arg(manifest)
-        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", format!("-C link-arg=-zstack-size={POLICY_STACK_BYTES}"))
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+            format!("-C link-arg=-zstack-size={POLICY_STACK_BYTES}"),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(BuildError::Spawn)?;
-    let stdout = child.stdout.take().ok_or_else(|| BuildError::Spawn(std::io::Error::other("no stdout")))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| BuildError::Spawn(std::io::Error::other("no stdout")))?;
     let manifest_abs = manifest.canonicalize().unwrap_or_else(|_| manifest.to_path_buf());
     let mut artifact = None;
     for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
-        let same_crate = msg["manifest_path"].as_str().map(Path::new).is_some_and(|p| p == manifest_abs);
-        let is_cdylib = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib"));
-        if same_crate && is_cdylib {
-            if let Some(files) = msg["filenames"].as_array() {
-                artifact = files.iter().filter_map(|f| f.as_str()).find(|f| f.ends_with(".wasm")).map(PathBuf::from);
-            }
+        let same_crate = msg["manifest_path"]
+            .as_str()
+            .map(Path::new)
+            .is_some_and(|p| p == manifest_abs);
+        let is_cdylib = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        if same_crate
+            && is_cdylib
+            && let Some(files) = msg["filenames"].as_array()
+        {
+            artifact = files
+                .iter()
+                .filter_map(|f| f.as_str())
+                .find(|f| f.ends_with(".wasm"))
+                .map(PathBuf::from);
         }
     }
     let status = child.wait().map_err(BuildError::Spawn)?;

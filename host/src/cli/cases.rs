@@ -99,7 +99,10 @@ pub fn seeded_state(workflow: &str, values: &BTreeMap<String, String>) -> Memory
 
 fn request_of(defaults: &toml::Table, case: &Case) -> Result<PolicyRequest, String> {
     let mut merged = serde_json::to_value(defaults).map_err(|e| e.to_string())?;
-    merge(&mut merged, serde_json::to_value(&case.request).map_err(|e| e.to_string())?);
+    merge(
+        &mut merged,
+        serde_json::to_value(&case.request).map_err(|e| e.to_string())?,
+    );
     let mut req: PolicyRequest = serde_json::from_value(merged).map_err(|e| format!("request: {e}"))?;
     if req.usage.now_ms == 0 {
         req.usage.now_ms = super::policy::now_ms();
@@ -125,7 +128,12 @@ pub fn run(module: &PolicyModule, table: &Table, limits: &Limits) -> (usize, usi
     (passed, failed)
 }
 
-fn run_case(module: &PolicyModule, defaults: &toml::Table, case: &Case, limits: &Limits) -> Result<String, String> {
+fn run_case(
+    module: &PolicyModule,
+    defaults: &toml::Table,
+    case: &Case,
+    limits: &Limits,
+) -> Result<String, String> {
     let req = request_of(defaults, case)?;
     let state = Arc::new(seeded_state(&req.principal.workflow, &case.state));
     let e = module.evaluate(&req, state, limits);
@@ -147,12 +155,16 @@ fn run_case(module: &PolicyModule, defaults: &toml::Table, case: &Case, limits: 
             return Err(format!("reason {reason:?} does not contain {want:?}"));
         }
     }
-    if let (Some(want), Some(grant)) = (&case.scopes, e.verdict.grant()) {
-        if &grant.scopes != want {
-            return Err(format!("scopes {:?}, expected {want:?}", grant.scopes));
-        }
+    if let (Some(want), Some(grant)) = (&case.scopes, e.verdict.grant())
+        && &grant.scopes != want
+    {
+        return Err(format!("scopes {:?}, expected {want:?}", grant.scopes));
     }
-    Ok(format!("{shown}, {} fuel, {} µs", e.fuel_used, e.elapsed.as_micros()))
+    Ok(format!(
+        "{shown}, {} fuel, {} µs",
+        e.fuel_used,
+        e.elapsed.as_micros()
+    ))
 }
 
 #[cfg(test)]
@@ -192,7 +204,8 @@ mod tests {
     fn typos_are_errors() {
         let err = parse("[[case]]\nname = \"n\"\nexpect = \"alow\"\n").expect_err("bad verdict");
         assert!(err.contains("alow"), "{err}");
-        let err = parse("[[case]]\nname = \"n\"\nexpect = \"allow\"\nreasn = \"x\"\n").expect_err("unknown key");
+        let err =
+            parse("[[case]]\nname = \"n\"\nexpect = \"allow\"\nreasn = \"x\"\n").expect_err("unknown key");
         assert!(err.contains("reasn"), "{err}");
     }
 }

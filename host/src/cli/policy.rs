@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use airlock::policy::{Engine, EngineConfig, Evaluation, Limits, NoState, PolicyModule, PolicyRequest, Verdict, WorkflowState};
+use airlock::policy::{
+    Engine, EngineConfig, Evaluation, Limits, NoState, PolicyModule, PolicyRequest, Verdict, WorkflowState,
+};
 
 use super::cases;
 
@@ -64,7 +66,11 @@ pub struct LimitArgs {
 
 impl LimitArgs {
     fn limits(&self) -> Limits {
-        Limits { fuel: self.fuel, memory_bytes: self.memory, deadline: Duration::from_millis(self.deadline_ms) }
+        Limits {
+            fuel: self.fuel,
+            memory_bytes: self.memory,
+            deadline: Duration::from_millis(self.deadline_ms),
+        }
     }
 }
 
@@ -87,13 +93,18 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
     match cmd {
         PolicyCommand::Build { dir } => build(&dir),
         PolicyCommand::Check { file } => check(&file),
-        PolicyCommand::Eval { file, request, state, limits } => eval(&file, &request, state.as_deref(), &limits.limits()),
+        PolicyCommand::Eval {
+            file,
+            request,
+            state,
+            limits,
+        } => eval(&file, &request, state.as_deref(), &limits.limits()),
         PolicyCommand::Test { file, cases, limits } => test(&file, &cases, &limits.limits()),
     }
 }
 
 fn build(dir: &Path) -> ExitCode {
-    match airlock::build::build_policy(dir) {
+    match airlock::build::build_policy(dir, None) {
         Ok(path) => {
             println!("{}", path.display());
             ExitCode::SUCCESS
@@ -107,22 +118,35 @@ fn build(dir: &Path) -> ExitCode {
 
 /// Load a component file for the one-shot commands.
 pub(super) fn load(file: &Path, limits: &Limits) -> Result<PolicyModule, String> {
-    let engine = Engine::new(EngineConfig { max_concurrent: 4, ..EngineConfig::default() })
-        .map_err(|e| format!("starting the engine: {e:#}"))?;
+    let engine = Engine::new(EngineConfig {
+        max_concurrent: 4,
+        ..EngineConfig::default()
+    })
+    .map_err(|e| format!("starting the engine: {e:#}"))?;
     let limit = engine.config().max_module_bytes;
-    let size = std::fs::metadata(file).map_err(|e| format!("{}: {e}", file.display()))?.len();
+    let size = std::fs::metadata(file)
+        .map_err(|e| format!("{}: {e}", file.display()))?
+        .len();
     if size > limit {
-        return Err(format!("{}: module is {size} bytes, over the {limit}-byte limit", file.display()));
+        return Err(format!(
+            "{}: module is {size} bytes, over the {limit}-byte limit",
+            file.display()
+        ));
     }
     let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    engine.load(&bytes, limits).map_err(|e| format!("{}: {e}", file.display()))
+    engine
+        .load(&bytes, limits)
+        .map_err(|e| format!("{}: {e}", file.display()))
 }
 
 fn check(file: &Path) -> ExitCode {
     match load(file, &Limits::default()) {
         Ok(module) => {
             let info = module.info();
-            println!("ok: {} {} implements airlock:policy/policy@0.1.0", info.name, info.version);
+            println!(
+                "ok: {} {} implements airlock:policy/policy@0.1.0",
+                info.name, info.version
+            );
             println!("digest: {}", info.digest);
             println!("size: {} bytes", info.size);
             println!("imports:");
@@ -156,7 +180,10 @@ fn read_input(path: &Path) -> Result<String, String> {
 }
 
 pub(super) fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn eval(file: &Path, request: &Path, state: Option<&Path>, limits: &Limits) -> ExitCode {
@@ -170,8 +197,10 @@ fn eval(file: &Path, request: &Path, state: Option<&Path>, limits: &Limits) -> E
             None => Arc::new(NoState),
             Some(path) => {
                 let text = read_input(path)?;
-                let map: std::collections::BTreeMap<String, String> = serde_json::from_str(&text)
-                    .map_err(|e| format!("{}: state must be a JSON object of strings: {e}", path.display()))?;
+                let map: std::collections::BTreeMap<String, String> =
+                    serde_json::from_str(&text).map_err(|e| {
+                        format!("{}: state must be a JSON object of strings: {e}", path.display())
+                    })?;
                 Arc::new(cases::seeded_state(&req.principal.workflow, &map))
             }
         };
@@ -215,7 +244,9 @@ pub(super) fn evaluation_json(module: &PolicyModule, e: &Evaluation) -> serde_js
 }
 
 fn test(file: &Path, cases_file: &Path, limits: &Limits) -> ExitCode {
-    let table = match read_input(cases_file).and_then(|t| cases::parse(&t).map_err(|e| format!("{}: {e}", cases_file.display()))) {
+    let table = match read_input(cases_file)
+        .and_then(|t| cases::parse(&t).map_err(|e| format!("{}: {e}", cases_file.display())))
+    {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
@@ -231,7 +262,11 @@ fn test(file: &Path, cases_file: &Path, limits: &Limits) -> ExitCode {
     };
     let (passed, failed) = cases::run(&module, &table, limits);
     println!("{passed} passed, {failed} failed");
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 #[cfg(test)]

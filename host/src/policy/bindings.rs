@@ -19,7 +19,7 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub(crate) use airlock::policy::types as wit;
+pub(crate) use self::airlock::policy::types as wit;
 
 /// Everything one evaluation's store holds. Built fresh per evaluation and
 /// dropped with it, so nothing leaks from one decision into the next.
@@ -86,21 +86,30 @@ impl GuestContext {
 
     fn check_write(&mut self, key: &str) -> Result<()> {
         if key.is_empty() || key.len() > bounds::MAX_STATE_KEY_LEN {
-            return self.refuse(format!("state key must be 1..={} bytes", bounds::MAX_STATE_KEY_LEN));
+            return self.refuse(format!(
+                "state key must be 1..={} bytes",
+                bounds::MAX_STATE_KEY_LEN
+            ));
         }
         if self.writes.len() >= bounds::MAX_STATE_WRITES {
-            return self.refuse(format!("more than {} state writes in one evaluation", bounds::MAX_STATE_WRITES));
+            return self.refuse(format!(
+                "more than {} state writes in one evaluation",
+                bounds::MAX_STATE_WRITES
+            ));
         }
         Ok(())
     }
 }
 
-impl airlock::policy::types::Host for GuestContext {}
+impl self::airlock::policy::types::Host for GuestContext {}
 
-impl airlock::policy::state::Host for GuestContext {
+impl self::airlock::policy::state::Host for GuestContext {
     fn get(&mut self, key: String) -> Result<Option<String>> {
         if key.len() > bounds::MAX_STATE_KEY_LEN {
-            return self.refuse(format!("state key longer than {} bytes", bounds::MAX_STATE_KEY_LEN));
+            return self.refuse(format!(
+                "state key longer than {} bytes",
+                bounds::MAX_STATE_KEY_LEN
+            ));
         }
         self.current(&key)
     }
@@ -108,7 +117,10 @@ impl airlock::policy::state::Host for GuestContext {
     fn set(&mut self, key: String, value: String) -> Result<()> {
         self.check_write(&key)?;
         if value.len() > bounds::MAX_STATE_VALUE_LEN {
-            return self.refuse(format!("state value longer than {} bytes", bounds::MAX_STATE_VALUE_LEN));
+            return self.refuse(format!(
+                "state value longer than {} bytes",
+                bounds::MAX_STATE_VALUE_LEN
+            ));
         }
         self.overlay.insert(key.clone(), Some(value.clone()));
         self.writes.push(StateWrite::Set { key, value });
@@ -117,7 +129,10 @@ impl airlock::policy::state::Host for GuestContext {
 
     fn incr(&mut self, key: String, delta: i64) -> Result<i64> {
         self.check_write(&key)?;
-        let current = self.current(&key)?.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        let current = self
+            .current(&key)?
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0);
         let next = current.saturating_add(delta);
         self.overlay.insert(key.clone(), Some(next.to_string()));
         self.writes.push(StateWrite::Incr { key, delta });
@@ -136,10 +151,10 @@ fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-impl airlock::policy::log::Host for GuestContext {
+impl self::airlock::policy::log::Host for GuestContext {
     fn log(
         &mut self,
-        level: airlock::policy::log::Level,
+        level: self::airlock::policy::log::Level,
         message: String,
         fields: Vec<(String, String)>,
     ) -> Result<()> {
@@ -149,7 +164,7 @@ impl airlock::policy::log::Host for GuestContext {
             self.logs_dropped = self.logs_dropped.saturating_add(1);
             return Ok(());
         }
-        use airlock::policy::log::Level as L;
+        use self::airlock::policy::log::Level as L;
         let level = match level {
             L::Debug => LogLevel::Debug,
             L::Info => LogLevel::Info,
@@ -167,7 +182,11 @@ impl airlock::policy::log::Host for GuestContext {
             budget -= k.len() + v.len();
             kept.push((k, v));
         }
-        self.logs.push(LogRecord { level, message, fields: kept });
+        self.logs.push(LogRecord {
+            level,
+            message,
+            fields: kept,
+        });
         Ok(())
     }
 }

@@ -59,7 +59,9 @@ pub enum LoadError {
     NotAComponent(String),
     #[error("invalid component: {0}")]
     Invalid(String),
-    #[error("imports `{0}`, which the policy world does not offer (allowed: airlock:policy/state, airlock:policy/log, and WASI with nothing granted)")]
+    #[error(
+        "imports `{0}`, which the policy world does not offer (allowed: airlock:policy/state, airlock:policy/log, and WASI with nothing granted)"
+    )]
     ForbiddenImport(String),
     #[error("does not implement the policy world airlock:policy/policy@0.1.0: {0}")]
     WrongWorld(String),
@@ -186,7 +188,10 @@ impl Engine {
     pub fn load(&self, bytes: &[u8], limits: &Limits) -> Result<PolicyModule, LoadError> {
         let config = &self.shared.config;
         if bytes.len() as u64 > config.max_module_bytes {
-            return Err(LoadError::TooLarge { size: bytes.len() as u64, limit: config.max_module_bytes });
+            return Err(LoadError::TooLarge {
+                size: bytes.len() as u64,
+                limit: config.max_module_bytes,
+            });
         }
         check_is_component(bytes)?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
@@ -212,7 +217,11 @@ impl Engine {
             })
             .collect();
 
-        let linker = if uses_wasi { &self.shared.wasi_linker } else { &self.shared.plain_linker };
+        let linker = if uses_wasi {
+            &self.shared.wasi_linker
+        } else {
+            &self.shared.plain_linker
+        };
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
             let msg = format!("{e:#}");
             if uses_wasi && msg.contains("wasi:") {
@@ -236,7 +245,9 @@ impl Engine {
                 uses_wasi,
             },
         };
-        let (name, version) = module.describe(limits).map_err(|f| LoadError::Describe(f.to_string()))?;
+        let (name, version) = module
+            .describe(limits)
+            .map_err(|f| LoadError::Describe(f.to_string()))?;
         module.info.name = name;
         module.info.version = version;
         Ok(module)
@@ -277,11 +288,12 @@ impl Engine {
         let component = match cached {
             Some(c) => c,
             None => {
-                let c = Component::new(&shared.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-                if let Some(path) = &cache_file {
-                    if let Err(e) = write_artifact(path, &c) {
-                        tracing::warn!(path = %path.display(), error = %e, "could not cache compiled policy");
-                    }
+                let c = Component::new(&shared.engine, bytes)
+                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                if let Some(path) = &cache_file
+                    && let Err(e) = write_artifact(path, &c)
+                {
+                    tracing::warn!(path = %path.display(), error = %e, "could not cache compiled policy");
                 }
                 c
             }
@@ -301,14 +313,19 @@ fn write_artifact(path: &std::path::Path, component: &Component) -> anyhow::Resu
     Ok(())
 }
 
-const ALLOWED_IMPORTS: &[&str] =
-    &["airlock:policy/types@0.1.0", "airlock:policy/state@0.1.0", "airlock:policy/log@0.1.0"];
+const ALLOWED_IMPORTS: &[&str] = &[
+    "airlock:policy/types@0.1.0",
+    "airlock:policy/state@0.1.0",
+    "airlock:policy/log@0.1.0",
+];
 
 /// Tell a core module, a truncated file and random bytes apart before
 /// handing the bytes to the compiler, for a precise error.
 fn check_is_component(bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
-        return Err(LoadError::NotAComponent("no WebAssembly header (`\\0asm`)".into()));
+        return Err(LoadError::NotAComponent(
+            "no WebAssembly header (`\\0asm`)".into(),
+        ));
     }
     if wasmparser::Parser::is_core_wasm(bytes) {
         return Err(LoadError::NotAComponent(
@@ -316,9 +333,19 @@ fn check_is_component(bytes: &[u8]) -> Result<(), LoadError> {
         ));
     }
     if !wasmparser::Parser::is_component(bytes) {
-        return Err(LoadError::NotAComponent("unknown WebAssembly encoding version".into()));
+        return Err(LoadError::NotAComponent(
+            "unknown WebAssembly encoding version".into(),
+        ));
     }
     Ok(())
+}
+
+impl std::fmt::Debug for PolicyModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyModule")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PolicyModule {
@@ -341,7 +368,10 @@ impl PolicyModule {
     fn describe(&self, limits: &Limits) -> Result<(String, String), Failure> {
         let mut store = self.store(limits, String::new(), Arc::new(super::NoState));
         let _active = self.engine.ticker.activate();
-        let result = self.pre.instantiate(&mut store).and_then(|p| p.call_describe(&mut store));
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|p| p.call_describe(&mut store));
         match result {
             Ok(d) => Ok((d.name, d.version)),
             Err(e) => Err(classify(&e, store.data())),
@@ -350,12 +380,20 @@ impl PolicyModule {
 
     /// Decide one request in a fresh instance. Blocks the calling thread for
     /// at most the deadline; from async code use [`evaluate_async`](Self::evaluate_async).
-    pub fn evaluate(&self, request: &PolicyRequest, state: Arc<dyn WorkflowState>, limits: &Limits) -> Evaluation {
+    pub fn evaluate(
+        &self,
+        request: &PolicyRequest,
+        state: Arc<dyn WorkflowState>,
+        limits: &Limits,
+    ) -> Evaluation {
         let started = Instant::now();
         let mut store = self.store(limits, request.principal.workflow.clone(), state);
         let wit_request = to_wit(request);
         let _active = self.engine.ticker.activate();
-        let result = self.pre.instantiate(&mut store).and_then(|p| p.call_evaluate(&mut store, &wit_request));
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|p| p.call_evaluate(&mut store, &wit_request));
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
 
         let outcome = match result {
@@ -382,6 +420,36 @@ impl PolicyModule {
         }
     }
 
+    /// Benchmark baseline only: `iterations` calls into ONE instance,
+    /// returning each call's time. The host never decides this way (state
+    /// would leak between decisions); the benchmark uses it to show what a
+    /// fresh instance costs.
+    #[doc(hidden)]
+    pub fn time_calls_in_one_instance(&self, request: &PolicyRequest, iterations: usize) -> Vec<Duration> {
+        let limits = Limits {
+            fuel: u64::MAX / 2,
+            deadline: Duration::from_secs(3600),
+            ..Limits::default()
+        };
+        let mut store = self.store(
+            &limits,
+            request.principal.workflow.clone(),
+            Arc::new(super::NoState),
+        );
+        let _active = self.engine.ticker.activate();
+        let Ok(policy) = self.pre.instantiate(&mut store) else {
+            return Vec::new();
+        };
+        let wit_request = to_wit(request);
+        (0..iterations)
+            .map(|_| {
+                let started = Instant::now();
+                let _ = policy.call_evaluate(&mut store, &wit_request);
+                started.elapsed()
+            })
+            .collect()
+    }
+
     /// [`evaluate`](Self::evaluate) on tokio's blocking pool, so a slow
     /// policy never stalls the async runtime.
     pub async fn evaluate_async(
@@ -393,7 +461,10 @@ impl PolicyModule {
         let started = Instant::now();
         let joined = tokio::task::spawn_blocking(move || self.evaluate(&request, state, &limits)).await;
         joined.unwrap_or_else(|e| {
-            let failure = Failure { class: FailureClass::Host, detail: format!("evaluation task failed: {e}") };
+            let failure = Failure {
+                class: FailureClass::Host,
+                detail: format!("evaluation task failed: {e}"),
+            };
             Evaluation {
                 verdict: Verdict::Deny(failure.to_string()),
                 failure: Some(failure),
@@ -531,7 +602,10 @@ impl Ticker {
                 }
             })
             .expect("spawning the epoch ticker thread");
-        Ticker { thread: handle.thread().clone(), shared }
+        Ticker {
+            thread: handle.thread().clone(),
+            shared,
+        }
     }
 
     /// Mark an evaluation as running; wakes the ticker if it was parked.

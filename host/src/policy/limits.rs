@@ -16,7 +16,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { fuel: 20_000_000, memory_bytes: 16 << 20, deadline: Duration::from_millis(50) }
+        Limits {
+            fuel: 20_000_000,
+            memory_bytes: 16 << 20,
+            deadline: Duration::from_millis(50),
+        }
     }
 }
 
@@ -39,7 +43,24 @@ pub(crate) mod bounds {
     pub const MAX_GUEST_OUTPUT: usize = 16 * 1024;
     /// Claims a policy can never set: registered JWT claims and Airlock's own.
     pub const RESERVED_CLAIMS: &[&str] = &[
-        "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scope", "act", "role", "session",
-        "workflow", "obo", "on_behalf_of", "policy", "policy_digest", "req", "cnf", "client_id",
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "scope",
+        "act",
+        "role",
+        "session",
+        "workflow",
+        "obo",
+        "on_behalf_of",
+        "policy",
+        "policy_digest",
+        "req",
+        "cnf",
+        "client_id",
     ];
 }

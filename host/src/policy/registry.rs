@@ -51,8 +51,12 @@ pub struct PolicyDir {
 impl PolicyDir {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, RegistryError> {
         let path = path.as_ref().to_path_buf();
-        let dir = cap_std::fs::Dir::open_ambient_dir(&path, ambient_authority())
-            .map_err(|source| RegistryError::OpenDir { path: path.clone(), source })?;
+        let dir = cap_std::fs::Dir::open_ambient_dir(&path, ambient_authority()).map_err(|source| {
+            RegistryError::OpenDir {
+                path: path.clone(),
+                source,
+            }
+        })?;
         Ok(PolicyDir { dir, path })
     }
 
@@ -67,17 +71,25 @@ impl PolicyDir {
         let plain = !name.is_empty()
             && !name.contains('\0')
             && !name.contains('\\')
-            && relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+            && relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
         if !plain {
             return Err(RegistryError::BadName(name.to_string()));
         }
         let read_err = |source: std::io::Error| {
             // cap-std reports a path that would leave the directory (through
             // a symlink) as PermissionDenied with this message.
-            if source.kind() == std::io::ErrorKind::PermissionDenied && source.to_string().contains("outside") {
-                RegistryError::Escape { name: name.to_string() }
+            if source.kind() == std::io::ErrorKind::PermissionDenied && source.to_string().contains("outside")
+            {
+                RegistryError::Escape {
+                    name: name.to_string(),
+                }
             } else {
-                RegistryError::Read { name: name.to_string(), source }
+                RegistryError::Read {
+                    name: name.to_string(),
+                    source,
+                }
             }
         };
         let file = self.dir.open(relative).map_err(read_err)?;
@@ -85,15 +97,23 @@ impl PolicyDir {
         if size > max_bytes {
             return Err(RegistryError::Load {
                 name: name.to_string(),
-                source: LoadError::TooLarge { size, limit: max_bytes },
+                source: LoadError::TooLarge {
+                    size,
+                    limit: max_bytes,
+                },
             });
         }
         let mut bytes = Vec::with_capacity(size as usize);
-        file.take(max_bytes + 1).read_to_end(&mut bytes).map_err(read_err)?;
+        file.take(max_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
         if bytes.len() as u64 > max_bytes {
             return Err(RegistryError::Load {
                 name: name.to_string(),
-                source: LoadError::TooLarge { size: bytes.len() as u64, limit: max_bytes },
+                source: LoadError::TooLarge {
+                    size: bytes.len() as u64,
+                    limit: max_bytes,
+                },
             });
         }
         Ok(bytes)
@@ -119,8 +139,22 @@ pub struct RolePolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
     /// The file has the digest already loaded.
-    Unchanged { digest: String },
-    Replaced { from: String, to: String },
+    Unchanged {
+        digest: String,
+    },
+    Replaced {
+        from: String,
+        to: String,
+    },
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("dir", &self.dir.path)
+            .field("roles", &self.list())
+            .finish()
+    }
 }
 
 pub struct Registry {
@@ -139,9 +173,20 @@ impl Registry {
         for binding in bindings {
             let module = load(&engine, &dir, &binding)?;
             tracing::info!(role = %binding.role, file = %binding.module, digest = %module.info().digest, "policy loaded");
-            roles.insert(binding.role.clone(), Arc::new(RolePolicy { module: Arc::new(module), binding }));
+            roles.insert(
+                binding.role.clone(),
+                Arc::new(RolePolicy {
+                    module: Arc::new(module),
+                    binding,
+                }),
+            );
         }
-        Ok(Registry { engine, dir, roles: ArcSwap::from_pointee(roles), reloading: Mutex::new(()) })
+        Ok(Registry {
+            engine,
+            dir,
+            roles: ArcSwap::from_pointee(roles),
+            reloading: Mutex::new(()),
+        })
     }
 
     /// The version deciding for `role` right now.
@@ -151,7 +196,12 @@ impl Registry {
 
     /// Every role with the version serving it, sorted by role.
     pub fn list(&self) -> Vec<(String, PolicyInfo)> {
-        let mut all: Vec<_> = self.roles.load().iter().map(|(r, p)| (r.clone(), p.module.info().clone())).collect();
+        let mut all: Vec<_> = self
+            .roles
+            .load()
+            .iter()
+            .map(|(r, p)| (r.clone(), p.module.info().clone()))
+            .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
@@ -159,7 +209,9 @@ impl Registry {
     /// Reload one role's policy from its file.
     pub fn reload_role(&self, role: &str) -> Result<ReloadOutcome, RegistryError> {
         let _serial = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.get(role).ok_or_else(|| RegistryError::UnknownRole(role.to_string()))?;
+        let current = self
+            .get(role)
+            .ok_or_else(|| RegistryError::UnknownRole(role.to_string()))?;
         let binding = current.binding.clone();
         let old_digest = current.module.info().digest.clone();
         let module = match load(&self.engine, &self.dir, &binding) {
@@ -173,24 +225,33 @@ impl Registry {
         if new_digest == old_digest {
             return Ok(ReloadOutcome::Unchanged { digest: new_digest });
         }
-        let replacement = Arc::new(RolePolicy { module: Arc::new(module), binding });
+        let replacement = Arc::new(RolePolicy {
+            module: Arc::new(module),
+            binding,
+        });
         self.roles.rcu(|roles| {
             let mut next = HashMap::clone(roles);
             next.insert(role.to_string(), replacement.clone());
             next
         });
         tracing::info!(role, from = %old_digest, to = %new_digest, "policy replaced");
-        Ok(ReloadOutcome::Replaced { from: old_digest, to: new_digest })
+        Ok(ReloadOutcome::Replaced {
+            from: old_digest,
+            to: new_digest,
+        })
     }
 
     /// Reload every role; one result per role, sorted by role.
     pub fn reload_all(&self) -> Vec<(String, Result<ReloadOutcome, RegistryError>)> {
         let mut roles: Vec<String> = self.roles.load().keys().cloned().collect();
         roles.sort();
-        roles.into_iter().map(|r| {
-            let outcome = self.reload_role(&r);
-            (r, outcome)
-        }).collect()
+        roles
+            .into_iter()
+            .map(|r| {
+                let outcome = self.reload_role(&r);
+                (r, outcome)
+            })
+            .collect()
     }
 
     /// Reload the roles whose policy is the file `name`.
@@ -203,10 +264,13 @@ impl Registry {
             .map(|p| p.binding.role.clone())
             .collect();
         roles.sort();
-        roles.into_iter().map(|r| {
-            let outcome = self.reload_role(&r);
-            (r, outcome)
-        }).collect()
+        roles
+            .into_iter()
+            .map(|r| {
+                let outcome = self.reload_role(&r);
+                (r, outcome)
+            })
+            .collect()
     }
 
     /// Watch the policy directory and reload the roles whose file changes.
@@ -219,7 +283,11 @@ impl Registry {
             .watch(self.dir.path(), notify::RecursiveMode::NonRecursive)
             .map_err(|e| RegistryError::Watch(e.to_string()))?;
         let registry = Arc::downgrade(self);
-        let root = self.dir.path().canonicalize().unwrap_or_else(|_| self.dir.path().to_path_buf());
+        let root = self
+            .dir
+            .path()
+            .canonicalize()
+            .unwrap_or_else(|_| self.dir.path().to_path_buf());
         std::thread::Builder::new()
             .name("airlock-policy-watch".into())
             .spawn(move || {
@@ -231,7 +299,9 @@ impl Registry {
                     while let Ok(more) = rx.recv_timeout(Duration::from_millis(50)) {
                         collect(&root, more, &mut changed);
                     }
-                    let Some(registry) = registry.upgrade() else { return };
+                    let Some(registry) = registry.upgrade() else {
+                        return;
+                    };
                     changed.sort();
                     changed.dedup();
                     for name in changed {
@@ -244,7 +314,9 @@ impl Registry {
                 }
             })
             .map_err(|e| RegistryError::Watch(e.to_string()))?;
-        Ok(Watcher { _inner: Box::new(inner) })
+        Ok(Watcher {
+            _inner: Box::new(inner),
+        })
     }
 }
 
@@ -274,5 +346,8 @@ fn load(engine: &Engine, dir: &PolicyDir, binding: &RoleBinding) -> Result<Polic
     let bytes = dir.read(&binding.module, engine.config().max_module_bytes)?;
     engine
         .load(&bytes, &binding.limits)
-        .map_err(|source| RegistryError::Load { name: binding.module.clone(), source })
+        .map_err(|source| RegistryError::Load {
+            name: binding.module.clone(),
+            source,
+        })
 }

@@ -38,7 +38,10 @@ impl MemoryState {
 
 impl WorkflowState for MemoryState {
     fn get(&self, workflow: &str, key: &str) -> Result<Option<String>, StateError> {
-        let m = self.0.lock().map_err(|_| StateError("state lock poisoned".into()))?;
+        let m = self
+            .0
+            .lock()
+            .map_err(|_| StateError("state lock poisoned".into()))?;
         Ok(m.get(&(workflow.to_string(), key.to_string())).cloned())
     }
 }

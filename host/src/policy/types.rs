@@ -106,7 +106,13 @@ impl TryFrom<ActionJson> for Action {
         if !a.path.starts_with('/') {
             return Err(format!("action.path: {:?} must start with `/`", a.path));
         }
-        let lower = |p: Pairs| Pairs(p.0.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect());
+        let lower = |p: Pairs| {
+            Pairs(
+                p.0.into_iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect(),
+            )
+        };
         Ok(Action {
             service: a.service,
             operation: a.operation,

@@ -9,13 +9,17 @@ use super::limits::bounds;
 use super::types::{Failure, FailureClass, Grant, Verdict};
 
 fn invalid(detail: String) -> Failure {
-    Failure { class: FailureClass::InvalidVerdict, detail }
+    Failure {
+        class: FailureClass::InvalidVerdict,
+        detail,
+    }
 }
 
 fn valid_scope(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= bounds::MAX_SCOPE_LEN
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b":._/*-".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":._/*-".contains(&b))
 }
 
 fn bounded_reason(mut reason: String) -> String {
@@ -37,7 +41,11 @@ pub(crate) fn validate_verdict(verdict: wit::Verdict) -> Result<Verdict, Failure
         wit::Verdict::Allow(grant) => grant,
     };
     if grant.scopes.len() > bounds::MAX_SCOPES {
-        return Err(invalid(format!("grant has {} scopes, at most {} allowed", grant.scopes.len(), bounds::MAX_SCOPES)));
+        return Err(invalid(format!(
+            "grant has {} scopes, at most {} allowed",
+            grant.scopes.len(),
+            bounds::MAX_SCOPES
+        )));
     }
     if let Some(bad) = grant.scopes.iter().find(|s| !valid_scope(s)) {
         let shown: String = bad.chars().take(40).collect();
@@ -50,12 +58,19 @@ pub(crate) fn validate_verdict(verdict: wit::Verdict) -> Result<Verdict, Failure
         return Err(invalid("grant ttl-seconds is 0".into()));
     }
     if grant.claims.len() > bounds::MAX_CLAIMS {
-        return Err(invalid(format!("grant has {} claims, at most {} allowed", grant.claims.len(), bounds::MAX_CLAIMS)));
+        return Err(invalid(format!(
+            "grant has {} claims, at most {} allowed",
+            grant.claims.len(),
+            bounds::MAX_CLAIMS
+        )));
     }
     let mut claims = BTreeMap::new();
     for (name, value) in grant.claims {
         if name.is_empty() || name.len() > bounds::MAX_CLAIM_NAME_LEN {
-            return Err(invalid(format!("claim name must be 1..={} bytes", bounds::MAX_CLAIM_NAME_LEN)));
+            return Err(invalid(format!(
+                "claim name must be 1..={} bytes",
+                bounds::MAX_CLAIM_NAME_LEN
+            )));
         }
         if bounds::RESERVED_CLAIMS.contains(&name.as_str()) {
             return Err(invalid(format!("claim `{name}` is reserved and set by the host")));
@@ -67,8 +82,8 @@ pub(crate) fn validate_verdict(verdict: wit::Verdict) -> Result<Verdict, Failure
                 bounds::MAX_CLAIM_VALUE_LEN
             )));
         }
-        let parsed: serde_json::Value = serde_json::from_str(&value)
-            .map_err(|e| invalid(format!("claim `{name}` is not JSON: {e}")))?;
+        let parsed: serde_json::Value =
+            serde_json::from_str(&value).map_err(|e| invalid(format!("claim `{name}` is not JSON: {e}")))?;
         if claims.insert(name.clone(), parsed).is_some() {
             return Err(invalid(format!("claim `{name}` appears twice")));
         }
@@ -106,17 +121,57 @@ mod tests {
     #[test]
     fn refuses_what_breaks_the_contract() {
         let cases: Vec<(wit::Grant, &str)> = vec![
-            (wit::Grant { scopes: vec!["a".into(); 33], ..grant() }, "33 scopes"),
-            (wit::Grant { scopes: vec!["has space".into()], ..grant() }, "not 1..="),
-            (wit::Grant { ttl_seconds: 0, ..grant() }, "ttl"),
-            (wit::Grant { claims: vec![("aud".into(), "\"other\"".into())], ..grant() }, "reserved"),
-            (wit::Grant { claims: vec![("x".into(), "not json".into())], ..grant() }, "not JSON"),
-            (wit::Grant { claims: vec![("x".into(), format!("\"{}\"", "a".repeat(2000)))], ..grant() }, "bytes"),
+            (
+                wit::Grant {
+                    scopes: vec!["a".into(); 33],
+                    ..grant()
+                },
+                "33 scopes",
+            ),
+            (
+                wit::Grant {
+                    scopes: vec!["has space".into()],
+                    ..grant()
+                },
+                "not 1..=",
+            ),
+            (
+                wit::Grant {
+                    ttl_seconds: 0,
+                    ..grant()
+                },
+                "ttl",
+            ),
+            (
+                wit::Grant {
+                    claims: vec![("aud".into(), "\"other\"".into())],
+                    ..grant()
+                },
+                "reserved",
+            ),
+            (
+                wit::Grant {
+                    claims: vec![("x".into(), "not json".into())],
+                    ..grant()
+                },
+                "not JSON",
+            ),
+            (
+                wit::Grant {
+                    claims: vec![("x".into(), format!("\"{}\"", "a".repeat(2000)))],
+                    ..grant()
+                },
+                "bytes",
+            ),
         ];
         for (g, expected) in cases {
             let err = validate_verdict(wit::Verdict::Allow(g)).expect_err("must be refused");
             assert_eq!(err.class, FailureClass::InvalidVerdict);
-            assert!(err.detail.contains(expected), "{} should mention {expected}", err.detail);
+            assert!(
+                err.detail.contains(expected),
+                "{} should mention {expected}",
+                err.detail
+            );
         }
     }
 
