@@ -48,6 +48,13 @@ mod types;
 #[doc(hidden)]
 pub mod __export;
 
+#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+pub mod alloc;
+
+#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+#[global_allocator]
+static ALLOCATOR: alloc::BumpAllocator = alloc::BumpAllocator::new();
+
 /// Re-exported so policies can name the JSON types without a dependency of their own.
 pub use serde_json;
 pub use types::{Action, Approval, Description, Grant, Principal, Request, Usage, Verdict};

@@ -12,6 +12,11 @@ use std::process::{Command, Stdio};
 /// the instance pool keeps resident, so a fresh instance takes no page faults.
 pub const POLICY_STACK_BYTES: u32 = 64 * 1024;
 
+/// Initial linear memory for Rust policies. The SDK's allocator uses it
+/// before growing memory, and a fresh instance that never grows its memory
+/// costs the host no `mprotect` calls.
+pub const POLICY_INITIAL_MEMORY_BYTES: u32 = 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("{0}: no Cargo.toml here; `airlock policy build` expects a policy crate folder")]
@@ -67,7 +72,10 @@ fn cargo_build(manifest: &Path, target_dir: Option<&Path>) -> Result<PathBuf, Bu
         .arg(manifest)
         .env(
             "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
-            format!("-C link-arg=-zstack-size={POLICY_STACK_BYTES}"),
+            format!(
+                "-C link-arg=-zstack-size={POLICY_STACK_BYTES} \
+                 -C link-arg=--initial-memory={POLICY_INITIAL_MEMORY_BYTES}"
+            ),
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
