@@ -268,3 +268,59 @@ fn help_lists_the_policy_commands() {
         assert!(text.contains(cmd), "{text}");
     }
 }
+
+#[test]
+fn config_check_loads_every_role_or_names_the_bad_key() {
+    let component = example_policy("crash-tracker");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
+    std::fs::copy(&component, dir.path().join("policies/crash-tracker.wasm")).expect("copy");
+    let config = dir.path().join("airlock.toml");
+    let good = r#"
+[policies]
+dir = "policies"
+
+[services.crash-reporting]
+upstream = "http://127.0.0.1:9"
+routes = [{ op = "crashes.read", method = "GET", path = "/crashes/{id}" }]
+
+[roles.crash-tracker]
+policy = "crash-tracker.wasm"
+services = ["crash-reporting"]
+limits = { memory = "8MiB", deadline_ms = 20 }
+"#;
+    std::fs::write(&config, good).expect("write");
+    let out = airlock(&["config", "check", config.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("crash-tracker: crash-tracker 0.1.0 sha256:"),
+        "{}",
+        stdout(&out)
+    );
+
+    let config_path = config.to_str().expect("utf-8");
+    for (broken, message) in [
+        (
+            good.replace("memory = \"8MiB\"", "memory = \"8 parsecs\""),
+            "unknown size unit",
+        ),
+        (
+            good.replace("deadline_ms = 20", "deadline_ms = 99999"),
+            "`roles.crash-tracker.limits.deadline_ms`: must be between 1 and 10000",
+        ),
+        (
+            good.replace("crash-tracker.wasm", "../crash-tracker.wasm"),
+            "is not a plain relative path inside the policy directory",
+        ),
+        (good.replace("crash-tracker.wasm", "missing.wasm"), "missing.wasm"),
+    ] {
+        std::fs::write(&config, &broken).expect("write");
+        let out = airlock(&["config", "check", config_path]);
+        assert_eq!(out.status.code(), Some(1), "{broken}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(config_path) && err.contains(message),
+            "{err} should say {message:?}"
+        );
+    }
+}

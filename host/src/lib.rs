@@ -1,8 +1,9 @@
 //! Airlock: a WebAssembly policy-plugin host for AI agents.
 //!
 //! Data flows one way: proxy → policy → token → upstream → audit. This crate
-//! so far holds the policy engine ([`policy`]) and the policy build step
-//! ([`build`]); see ARCHITECTURE.md for the map.
+//! so far holds the policy engine ([`policy`]), the policy build step
+//! ([`build`]) and the configuration ([`config`]); see ARCHITECTURE.md.
 
 pub mod build;
+pub mod config;
 pub mod policy;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cases;
+mod config;
 mod policy;
 
 /// Airlock: a WebAssembly policy host for AI agents.
@@ -21,6 +22,9 @@ enum Command {
     /// Build, check, evaluate and test policy components.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Check configuration files.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 pub fn init_tracing() {
@@ -35,5 +39,6 @@ pub fn init_tracing() {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Config(cmd) => config::run(cmd),
     }
 }

@@ -75,18 +75,7 @@ impl LimitArgs {
 }
 
 fn parse_bytes(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: usize = n.parse().map_err(|_| format!("{s:?} is not a size like 16MiB"))?;
-    let factor = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KB" | "KiB" => 1 << 10,
-        "M" | "MB" | "MiB" => 1 << 20,
-        "G" | "GB" | "GiB" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?} (use B, KiB, MiB or GiB)")),
-    };
-    n.checked_mul(factor).ok_or_else(|| format!("{s:?} is too large"))
+    airlock::config::ByteSize::parse(s).map(|b| b.0)
 }
 
 pub fn run(cmd: PolicyCommand) -> ExitCode {
@@ -266,19 +255,5 @@ fn test(file: &Path, cases_file: &Path, limits: &Limits) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_bytes;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_bytes("16MiB"), Ok(16 << 20));
-        assert_eq!(parse_bytes("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_bytes("100"), Ok(100));
-        assert!(parse_bytes("12 parsecs").is_err());
-        assert!(parse_bytes("MiB").is_err());
     }
 }

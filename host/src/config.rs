@@ -1,0 +1,426 @@
+//! The TOML configuration: where policies live, services and their route
+//! tables, and roles with their policy and limits.
+//!
+//! Parsing is strict (unknown keys are errors) and every error names the
+//! file, the key and the reason, so an operator can fix it without guessing.
+//!
+//! ```toml
+//! [policies]
+//! dir = "policies"                     # relative to this file
+//!
+//! [services.code]
+//! upstream = "https://code.example"
+//! routes = [
+//!   { op = "pulls.create", method = "POST", path = "/repos/{owner}/{repo}/pulls" },
+//! ]
+//!
+//! [roles.pr-creator]
+//! policy = "pr-creator.wasm"           # inside [policies].dir
+//! services = ["code"]
+//! limits = { fuel = 20_000_000, memory = "16MiB", deadline_ms = 50 }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::policy::{Limits, RoleBinding};
+
+/// The most memory any role may be given, and the engine's pool slot size.
+pub const MAX_ROLE_MEMORY: usize = 256 << 20;
+/// The longest deadline any role may be given.
+pub const MAX_DEADLINE_MS: u64 = 10_000;
+
+/// A configuration that cannot be used, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted key, e.g. `roles.pr-creator.limits.memory`; empty for syntax errors.
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.reason)
+        } else {
+            write!(f, "{}: `{}`: {}", self.file.display(), self.key, self.reason)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub policies: PoliciesConfig,
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+    pub roles: BTreeMap<String, RoleConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoliciesConfig {
+    /// Directory of policy components, relative to the config file.
+    pub dir: PathBuf,
+    /// Where compiled policies are cached; none keeps them in memory only.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Reload a role's policy when its file changes.
+    #[serde(default = "yes")]
+    pub watch: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub upstream: String,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub op: String,
+    pub method: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// Component file inside `[policies].dir`.
+    pub policy: String,
+    #[serde(default)]
+    pub services: Vec<String>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub fuel: u64,
+    /// A size such as `16MiB`, or a number of bytes.
+    pub memory: ByteSize,
+    pub deadline_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = Limits::default();
+        LimitsConfig {
+            fuel: d.fuel,
+            memory: ByteSize(d.memory_bytes),
+            deadline_ms: d.deadline.as_millis() as u64,
+        }
+    }
+}
+
+/// A byte count written as `16MiB`, `512KiB`, `1GiB` or a plain integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (n, unit) = s.split_at(split);
+        let n: usize = n.parse().map_err(|_| format!("{s:?} is not a size like 16MiB"))?;
+        let factor = match unit.trim() {
+            "" | "B" => 1,
+            "K" | "KB" | "KiB" => 1 << 10,
+            "M" | "MB" | "MiB" => 1 << 20,
+            "G" | "GB" | "GiB" => 1 << 30,
+            other => return Err(format!("unknown size unit {other:?} (use B, KiB, MiB or GiB)")),
+        };
+        n.checked_mul(factor)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) => usize::try_from(n).map(ByteSize).map_err(serde::de::Error::custom),
+            Raw::Text(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Config {
+    /// Read and check a config file.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, file)
+    }
+
+    /// Parse and check config text; `file` names it in errors and anchors
+    /// relative paths.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            key: String::new(),
+            reason: e.to_string().trim_end().to_string(),
+        })?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        config.policies.dir = base.join(&config.policies.dir);
+        config.policies.cache_dir = config.policies.cache_dir.map(|d| base.join(d));
+        config.validate().map_err(|(key, reason)| ConfigError {
+            file: file.to_path_buf(),
+            key,
+            reason,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        for (name, service) in &self.services {
+            let key = |k: &str| format!("services.{name}.{k}");
+            if !(service.upstream.starts_with("http://") || service.upstream.starts_with("https://")) {
+                return Err((
+                    key("upstream"),
+                    format!("{:?} is not an http:// or https:// URL", service.upstream),
+                ));
+            }
+            let mut ops = std::collections::BTreeSet::new();
+            for (i, route) in service.routes.iter().enumerate() {
+                let key = |k: &str| format!("services.{name}.routes[{i}].{k}");
+                if route.op.is_empty() {
+                    return Err((key("op"), "must not be empty".into()));
+                }
+                if !matches!(
+                    route.method.as_str(),
+                    "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS"
+                ) {
+                    return Err((
+                        key("method"),
+                        format!("{:?} is not an upper-case HTTP method", route.method),
+                    ));
+                }
+                check_route_path(&route.path).map_err(|r| (key("path"), r))?;
+                if !ops.insert((&route.op, &route.method, &route.path)) {
+                    return Err((key("op"), "the same route appears twice".into()));
+                }
+            }
+        }
+        if self.roles.is_empty() {
+            return Err(("roles".into(), "at least one role is needed".into()));
+        }
+        for (name, role) in &self.roles {
+            let key = |k: &str| format!("roles.{name}.{k}");
+            if role.policy.is_empty() {
+                return Err((
+                    key("policy"),
+                    "must name a component file in [policies].dir".into(),
+                ));
+            }
+            for service in &role.services {
+                if !self.services.contains_key(service) {
+                    return Err((
+                        key("services"),
+                        format!("service {service:?} is not defined under [services]"),
+                    ));
+                }
+            }
+            let l = &role.limits;
+            if l.fuel == 0 {
+                return Err((key("limits.fuel"), "must be greater than 0".into()));
+            }
+            if l.memory.0 < (64 << 10) || l.memory.0 > MAX_ROLE_MEMORY {
+                return Err((
+                    key("limits.memory"),
+                    format!("must be between 64KiB and {}MiB", MAX_ROLE_MEMORY >> 20),
+                ));
+            }
+            if l.deadline_ms == 0 || l.deadline_ms > MAX_DEADLINE_MS {
+                return Err((
+                    key("limits.deadline_ms"),
+                    format!("must be between 1 and {MAX_DEADLINE_MS}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the policy registry needs: one binding per role.
+    pub fn role_bindings(&self) -> Vec<RoleBinding> {
+        self.roles
+            .iter()
+            .map(|(role, c)| RoleBinding {
+                role: role.clone(),
+                module: c.policy.clone(),
+                limits: Limits {
+                    fuel: c.limits.fuel,
+                    memory_bytes: c.limits.memory.0,
+                    deadline: Duration::from_millis(c.limits.deadline_ms),
+                },
+            })
+            .collect()
+    }
+}
+
+/// A route path: starts with `/`, `{name}` placeholders of `[a-z0-9_]`.
+fn check_route_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must start with `/`"));
+    }
+    for segment in path.split('/').skip(1) {
+        if segment.contains('{') || segment.contains('}') {
+            let name = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+            let ok = name.is_some_and(|n| {
+                !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            });
+            if !ok {
+                return Err(format!(
+                    "segment {segment:?}: a placeholder is a whole segment like {{name}}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[policies]
+dir = "policies"
+
+[services.code]
+upstream = "https://code.example"
+routes = [
+  { op = "pulls.create", method = "POST", path = "/repos/{owner}/{repo}/pulls" },
+]
+
+[roles.pr-creator]
+policy = "pr-creator.wasm"
+services = ["code"]
+limits = { fuel = 1000000, memory = "8MiB", deadline_ms = 20 }
+
+[roles.crash-tracker]
+policy = "crash-tracker.wasm"
+"#;
+
+    fn err(text: &str) -> ConfigError {
+        Config::parse(text, Path::new("/etc/airlock/airlock.toml")).expect_err("must be refused")
+    }
+
+    #[test]
+    fn a_good_config_gives_role_bindings() {
+        let c = Config::parse(GOOD, Path::new("/etc/airlock/airlock.toml")).expect("valid");
+        assert_eq!(c.policies.dir, Path::new("/etc/airlock/policies"));
+        let b = c.role_bindings();
+        assert_eq!(b.len(), 2);
+        let pr = b.iter().find(|b| b.role == "pr-creator").expect("role");
+        assert_eq!(
+            pr.limits,
+            Limits {
+                fuel: 1_000_000,
+                memory_bytes: 8 << 20,
+                deadline: Duration::from_millis(20)
+            }
+        );
+        let crash = b.iter().find(|b| b.role == "crash-tracker").expect("role");
+        assert_eq!(crash.limits, Limits::default());
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_the_reason() {
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                GOOD.replace("memory = \"8MiB\"", "memory = \"8 parsecs\""),
+                "",
+                "unknown size unit",
+            ),
+            (
+                GOOD.replace("memory = \"8MiB\"", "memory = \"1GiB\""),
+                "roles.pr-creator.limits.memory",
+                "between 64KiB and 256MiB",
+            ),
+            (
+                GOOD.replace("deadline_ms = 20", "deadline_ms = 0"),
+                "roles.pr-creator.limits.deadline_ms",
+                "between 1",
+            ),
+            (
+                GOOD.replace("fuel = 1000000", "fuel = 0"),
+                "roles.pr-creator.limits.fuel",
+                "greater than 0",
+            ),
+            (
+                GOOD.replace("services = [\"code\"]", "services = [\"billing\"]"),
+                "roles.pr-creator.services",
+                "\"billing\" is not defined",
+            ),
+            (
+                GOOD.replace("https://code.example", "ftp://code"),
+                "services.code.upstream",
+                "not an http",
+            ),
+            (
+                GOOD.replace("method = \"POST\"", "method = \"post\""),
+                "services.code.routes[0].method",
+                "upper-case",
+            ),
+            (
+                GOOD.replace("/repos/{owner}/{repo}/pulls", "repos/{owner}"),
+                "services.code.routes[0].path",
+                "must start with `/`",
+            ),
+            (
+                GOOD.replace("/repos/{owner}/{repo}/pulls", "/repos/x{owner}"),
+                "services.code.routes[0].path",
+                "whole segment",
+            ),
+            (
+                GOOD.replace(
+                    "policy = \"pr-creator.wasm\"",
+                    "policy = \"pr-creator.wasm\"\npolcy = \"x\"",
+                ),
+                "",
+                "unknown field `polcy`",
+            ),
+            (GOOD.replace("[policies]", "[policies"), "", "line 2"),
+        ];
+        for (text, key, reason) in cases {
+            let e = err(&text);
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.reason.contains(reason), "{e} should say {reason:?}");
+            assert!(e.to_string().starts_with("/etc/airlock/airlock.toml: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("16MiB"), Ok(ByteSize(16 << 20)));
+        assert_eq!(ByteSize::parse("512KiB"), Ok(ByteSize(512 << 10)));
+        assert_eq!(ByteSize::parse("100"), Ok(ByteSize(100)));
+        assert!(ByteSize::parse("12 parsecs").is_err());
+        assert!(ByteSize::parse("MiB").is_err());
+    }
+}
