@@ -172,32 +172,23 @@ fn compiled_artifacts_are_cached_by_digest() {
         "{name}"
     );
 
+    let load_and_decide = |config: EngineConfig| {
+        let module = Engine::new(config)
+            .expect("engine")
+            .load(&bytes, &Limits::default())
+            .expect("loads");
+        let e = module.evaluate(&get("svc", "/x"), Arc::new(NoState), &Limits::default());
+        assert_eq!(
+            e.verdict.grant().map(|g| g.scopes.clone()),
+            Some(vec!["ok:read".to_string()])
+        );
+    };
     // A new engine loads from the cache and decides the same way.
-    let module = Engine::new(config.clone())
-        .expect("engine")
-        .load(&bytes, &Limits::default())
-        .expect("from cache");
-    assert!(
-        module
-            .evaluate(&get("svc", "/x"), Arc::new(NoState), &Limits::default())
-            .verdict
-            .grant()
-            .is_some()
-    );
+    load_and_decide(config.clone());
 
     // A corrupted cache entry is discarded and the component recompiled.
     std::fs::write(cache.path().join(&files[0]), b"garbage").expect("corrupt");
-    let module = Engine::new(config)
-        .expect("engine")
-        .load(&bytes, &Limits::default())
-        .expect("recompiled");
-    assert!(
-        module
-            .evaluate(&get("svc", "/x"), Arc::new(NoState), &Limits::default())
-            .verdict
-            .grant()
-            .is_some()
-    );
+    load_and_decide(config);
     assert!(
         std::fs::metadata(cache.path().join(&files[0]))
             .expect("rewritten")

@@ -243,24 +243,23 @@ impl Registry {
 
     /// Reload every role; one result per role, sorted by role.
     pub fn reload_all(&self) -> Vec<(String, Result<ReloadOutcome, RegistryError>)> {
-        let mut roles: Vec<String> = self.roles.load().keys().cloned().collect();
-        roles.sort();
-        roles
-            .into_iter()
-            .map(|r| {
-                let outcome = self.reload_role(&r);
-                (r, outcome)
-            })
-            .collect()
+        self.reload_where(|_| true)
     }
 
     /// Reload the roles whose policy is the file `name`.
     pub fn reload_file(&self, name: &str) -> Vec<(String, Result<ReloadOutcome, RegistryError>)> {
+        self.reload_where(|p| Path::new(&p.binding.module) == Path::new(name))
+    }
+
+    fn reload_where(
+        &self,
+        selected: impl Fn(&RolePolicy) -> bool,
+    ) -> Vec<(String, Result<ReloadOutcome, RegistryError>)> {
         let mut roles: Vec<String> = self
             .roles
             .load()
             .values()
-            .filter(|p| Path::new(&p.binding.module) == Path::new(name))
+            .filter(|p| selected(p))
             .map(|p| p.binding.role.clone())
             .collect();
         roles.sort();
