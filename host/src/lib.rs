@@ -4,6 +4,9 @@
 //! so far holds the policy engine ([`policy`]), the policy build step
 //! ([`build`]) and the configuration ([`config`]); see ARCHITECTURE.md.
 
+pub mod audit;
 pub mod build;
 pub mod config;
 pub mod policy;
+pub mod state;
+pub mod token;
