@@ -22,6 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ use crate::policy::{Limits, RoleBinding};
 pub const MAX_ROLE_MEMORY: usize = 256 << 20;
 /// The longest deadline any role may be given.
 pub const MAX_DEADLINE_MS: u64 = 10_000;
+/// The longest token lifetime any role may be given: tokens are short-lived.
+pub const MAX_TOKEN_TTL_S: u64 = 3_600;
 
 /// A configuration that cannot be used, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,10 +59,100 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    #[serde(default)]
+    pub listen: ListenConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub tokens: TokensConfig,
+    #[serde(default)]
+    pub data: DataConfig,
     pub policies: PoliciesConfig,
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
     pub roles: BTreeMap<String, RoleConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// The data plane, for agents.
+    pub proxy: SocketAddr,
+    /// The control plane, for the orchestrator and operators.
+    pub admin: SocketAddr,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            proxy: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 8081)),
+        }
+    }
+}
+
+/// Where the admin bearer token comes from: a file or an environment
+/// variable, never the config file itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+    /// A second, narrower credential for upstreams: introspection and
+    /// revocation only.
+    pub introspection_token_file: Option<PathBuf>,
+    pub introspection_token_env: Option<String>,
+    /// Longest session the orchestrator may create, in seconds.
+    pub max_session_ttl_s: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token_file: None,
+            token_env: None,
+            introspection_token_file: None,
+            introspection_token_env: None,
+            max_session_ttl_s: 8 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    pub issuer: String,
+    pub algorithm: crate::token::Algorithm,
+    /// Signing keys; default `<data.dir>/keys`.
+    pub keys_dir: Option<PathBuf>,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        TokensConfig {
+            issuer: "airlock".into(),
+            algorithm: crate::token::Algorithm::default(),
+            keys_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Keys and the audit log live here unless placed elsewhere.
+    pub dir: PathBuf,
+    /// The audit log; default `<dir>/audit.jsonl`.
+    pub audit_log: Option<PathBuf>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dir: PathBuf::from(".airlock"),
+            audit_log: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,6 +178,68 @@ pub struct ServiceConfig {
     pub upstream: String,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_connect_timeout() -> u64 {
+    2_000
+}
+
+fn default_timeout() -> u64 {
+    15_000
+}
+
+/// How the proxy authenticates to a service on the agent's behalf.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub kind: AuthKind,
+    /// Header for the minted JWT (`kind = "minted-jwt"` or `"both"`); sent as `Bearer <jwt>`.
+    #[serde(default = "default_jwt_header")]
+    pub jwt_header: String,
+    /// Header for the proxy-held secret (`kind = "secret"` or `"both"`).
+    #[serde(default)]
+    pub secret_header: Option<String>,
+    /// Text put before the secret, e.g. `"Bearer "` or `"token "`.
+    #[serde(default)]
+    pub secret_prefix: String,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+}
+
+fn default_jwt_header() -> String {
+    "authorization".into()
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            kind: AuthKind::default(),
+            jwt_header: default_jwt_header(),
+            secret_header: None,
+            secret_prefix: String::new(),
+            secret_file: None,
+            secret_env: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthKind {
+    #[default]
+    MintedJwt,
+    Secret,
+    Both,
+    /// Nothing is injected (a public upstream).
+    None,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,10 +264,22 @@ pub struct RoleConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Policy fuel per decision.
     pub fuel: u64,
-    /// A size such as `16MiB`, or a number of bytes.
+    /// Policy memory cap: a size such as `16MiB`, or a number of bytes.
     pub memory: ByteSize,
+    /// Policy wall-clock deadline.
     pub deadline_ms: u64,
+    /// Requests per session per minute; 0 for no limit.
+    pub requests_per_minute: u32,
+    /// Largest request body the proxy accepts (413 past it).
+    pub max_body_bytes: ByteSize,
+    /// Body bytes the policy sees; past this it sees `body-truncated`.
+    pub policy_body_bytes: ByteSize,
+    /// Largest upstream response the agent receives (502 past it).
+    pub max_response_bytes: ByteSize,
+    /// Longest token lifetime for this role.
+    pub max_token_ttl_s: u32,
 }
 
 impl Default for LimitsConfig {
@@ -122,6 +289,11 @@ impl Default for LimitsConfig {
             fuel: d.fuel,
             memory: ByteSize(d.memory_bytes),
             deadline_ms: d.deadline.as_millis() as u64,
+            requests_per_minute: 0,
+            max_body_bytes: ByteSize(1 << 20),
+            policy_body_bytes: ByteSize(256 << 10),
+            max_response_bytes: ByteSize(8 << 20),
+            max_token_ttl_s: 300,
         }
     }
 }
@@ -186,6 +358,14 @@ impl Config {
         let base = file.parent().unwrap_or(Path::new("."));
         config.policies.dir = base.join(&config.policies.dir);
         config.policies.cache_dir = config.policies.cache_dir.map(|d| base.join(d));
+        config.data.dir = base.join(&config.data.dir);
+        config.data.audit_log = config.data.audit_log.map(|p| base.join(p));
+        config.tokens.keys_dir = config.tokens.keys_dir.map(|p| base.join(p));
+        config.admin.token_file = config.admin.token_file.map(|p| base.join(p));
+        config.admin.introspection_token_file = config.admin.introspection_token_file.map(|p| base.join(p));
+        for service in config.services.values_mut() {
+            service.auth.secret_file = service.auth.secret_file.take().map(|p| base.join(p));
+        }
         config.validate().map_err(|(key, reason)| ConfigError {
             file: file.to_path_buf(),
             key,
@@ -202,6 +382,34 @@ impl Config {
                     key("upstream"),
                     format!("{:?} is not an http:// or https:// URL", service.upstream),
                 ));
+            }
+            let auth = &service.auth;
+            let needs_secret = matches!(auth.kind, AuthKind::Secret | AuthKind::Both);
+            if needs_secret && auth.secret_file.is_none() == auth.secret_env.is_none() {
+                return Err((
+                    key("auth"),
+                    "give exactly one of secret_file or secret_env".into(),
+                ));
+            }
+            if needs_secret && auth.secret_header.is_none() {
+                return Err((
+                    key("auth.secret_header"),
+                    "name the header that carries the secret".into(),
+                ));
+            }
+            if !needs_secret && (auth.secret_file.is_some() || auth.secret_env.is_some()) {
+                return Err((key("auth"), "a secret is given but kind does not use it".into()));
+            }
+            for header in [Some(&auth.jwt_header), auth.secret_header.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                if hyper::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    return Err((key("auth"), format!("{header:?} is not a header name")));
+                }
+            }
+            if service.connect_timeout_ms == 0 || service.timeout_ms == 0 {
+                return Err((key("timeout_ms"), "timeouts must be greater than 0".into()));
             }
             let mut ops = std::collections::BTreeSet::new();
             for (i, route) in service.routes.iter().enumerate() {
@@ -223,6 +431,15 @@ impl Config {
                     return Err((key("op"), "the same route appears twice".into()));
                 }
             }
+        }
+        if self.tokens.issuer.is_empty() {
+            return Err(("tokens.issuer".into(), "must not be empty".into()));
+        }
+        if self.admin.token_file.is_some() && self.admin.token_env.is_some() {
+            return Err(("admin".into(), "give token_file or token_env, not both".into()));
+        }
+        if self.listen.proxy == self.listen.admin {
+            return Err(("listen.admin".into(), "must differ from listen.proxy".into()));
         }
         if self.roles.is_empty() {
             return Err(("roles".into(), "at least one role is needed".into()));
@@ -259,8 +476,36 @@ impl Config {
                     format!("must be between 1 and {MAX_DEADLINE_MS}"),
                 ));
             }
+            if l.max_token_ttl_s == 0 || u64::from(l.max_token_ttl_s) > MAX_TOKEN_TTL_S {
+                return Err((
+                    key("limits.max_token_ttl_s"),
+                    format!("must be between 1 and {MAX_TOKEN_TTL_S}"),
+                ));
+            }
+            if l.policy_body_bytes.0 > l.max_body_bytes.0 {
+                return Err((
+                    key("limits.policy_body_bytes"),
+                    "must not exceed max_body_bytes".into(),
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The audit log's path.
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.data
+            .audit_log
+            .clone()
+            .unwrap_or_else(|| self.data.dir.join("audit.jsonl"))
+    }
+
+    /// The signing keys' directory.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.tokens
+            .keys_dir
+            .clone()
+            .unwrap_or_else(|| self.data.dir.join("keys"))
     }
 
     /// What the policy registry needs: one binding per role.

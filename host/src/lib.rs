@@ -1,12 +1,17 @@
 //! Airlock: a WebAssembly policy-plugin host for AI agents.
 //!
-//! Data flows one way: proxy → policy → token → upstream → audit. This crate
-//! so far holds the policy engine ([`policy`]), the policy build step
-//! ([`build`]) and the configuration ([`config`]); see ARCHITECTURE.md.
+//! Data flows one way: [`proxy`] → [`policy`] → [`token`] → upstream →
+//! [`audit`], with [`state`] for sessions, budgets and tokens, [`admin`] for
+//! the control plane and [`server`] wiring them from a [`config`]. See
+//! ARCHITECTURE.md for the map.
 
+pub mod admin;
 pub mod audit;
 pub mod build;
 pub mod config;
+pub mod demo;
 pub mod policy;
+pub mod proxy;
+pub mod server;
 pub mod state;
 pub mod token;

@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 
 mod cases;
 mod config;
+mod ops;
 mod policy;
+mod remote;
+mod serve;
 
 /// Airlock: a WebAssembly policy host for AI agents.
 #[derive(Parser, Debug)]
@@ -25,6 +28,21 @@ enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Run the proxy and the admin API (no --config: the embedded quickstart).
+    Serve {
+        /// The TOML config file.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
+    /// Create, revoke and list agent sessions (through the admin API).
+    #[command(subcommand)]
+    Session(ops::SessionCommand),
+    /// Rotate the token signing key (through the admin API).
+    #[command(subcommand)]
+    Keys(ops::KeysCommand),
+    /// Verify and read the audit log.
+    #[command(subcommand)]
+    Audit(ops::AuditCommand),
 }
 
 pub fn init_tracing() {
@@ -40,5 +58,9 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Config(cmd) => config::run(cmd),
+        Command::Serve { config } => serve::run(config),
+        Command::Session(cmd) => ops::session(cmd),
+        Command::Keys(cmd) => ops::keys(cmd),
+        Command::Audit(cmd) => ops::audit(cmd),
     }
 }

@@ -39,6 +39,11 @@ pub enum PolicyCommand {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Reload every role's policy in a running Airlock (through the admin API).
+    Reload {
+        #[command(flatten)]
+        admin: super::remote::AdminArgs,
+    },
     /// Run a table of named cases against a component, like `opa test`.
     Test {
         /// The component file.
@@ -89,6 +94,7 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
             limits,
         } => eval(&file, &request, state.as_deref(), &limits.limits()),
         PolicyCommand::Test { file, cases, limits } => test(&file, &cases, &limits.limits()),
+        PolicyCommand::Reload { admin } => super::ops::reload(admin),
     }
 }
 

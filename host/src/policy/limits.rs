@@ -62,5 +62,6 @@ pub(crate) mod bounds {
         "req",
         "cnf",
         "client_id",
+        "single_use",
     ];
 }

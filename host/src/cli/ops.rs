@@ -1,0 +1,134 @@
+//! `airlock session …`, `airlock keys rotate`, `airlock audit …`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::remote::AdminArgs;
+
+#[derive(Subcommand, Debug)]
+pub enum SessionCommand {
+    /// Create a session; prints its id and handle (give the handle to the agent).
+    Create {
+        #[arg(long)]
+        agent: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        workflow: String,
+        #[arg(long)]
+        on_behalf_of: Option<String>,
+        #[arg(long)]
+        intent: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Revoke a session: its handle and every token minted under it.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List active sessions.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Make a new signing key; the old one stays published until its tokens expire.
+    Rotate {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chain; names the first bad record.
+    Verify { file: PathBuf },
+    /// Pretty-print the last records.
+    Tail {
+        file: PathBuf,
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
+}
+
+fn print(result: Result<serde_json::Value, String>) -> ExitCode {
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn session(cmd: SessionCommand) -> ExitCode {
+    match cmd {
+        SessionCommand::Create {
+            agent,
+            role,
+            workflow,
+            on_behalf_of,
+            intent,
+            ttl,
+            admin,
+        } => print(admin.call(
+            "POST",
+            "/v1/sessions",
+            Some(json!({ "agent": agent, "role": role, "workflow": workflow,
+                          "on_behalf_of": on_behalf_of, "intent": intent, "ttl_s": ttl })),
+        )),
+        SessionCommand::Revoke { id, admin } => {
+            print(admin.call("DELETE", &format!("/v1/sessions/{id}"), None))
+        }
+        SessionCommand::List { admin } => print(admin.call("GET", "/v1/sessions", None)),
+    }
+}
+
+pub fn keys(cmd: KeysCommand) -> ExitCode {
+    match cmd {
+        KeysCommand::Rotate { admin } => print(admin.call("POST", "/v1/keys/rotate", None)),
+    }
+}
+
+pub fn reload(admin: AdminArgs) -> ExitCode {
+    print(admin.call("POST", "/v1/policies/reload", None))
+}
+
+pub fn audit(cmd: AuditCommand) -> ExitCode {
+    match cmd {
+        AuditCommand::Verify { file } => match airlock::audit::verify(&file) {
+            Ok(n) => {
+                println!("ok: {} records, chain intact", n);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        },
+        AuditCommand::Tail { file, lines } => {
+            let mut out = std::io::stdout().lock();
+            match airlock::audit::tail(&file, lines, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! One agent request, start to finish: session → route → structural checks
+//! → policy → token → upstream → scrub → audit.
+//!
+//! Every path out of `handle` writes exactly one decision record. An allow is
+//! audited *before* anything is forwarded, so a failing audit log (or state
+//! store) denies the request; the upstream outcome follows as its own record.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::{Request, Response};
+
+use super::headers::{for_policy, header_name, redact, sanitize_request, scrub_response};
+use super::reply::{Refusal, refusal};
+use super::route::parse_query;
+use super::upstream::Service;
+use crate::audit::{AuditEvent, DecisionRecord, OutcomeRecord};
+use crate::policy::{Action, Pairs, PolicyRequest, Principal, Verdict};
+use crate::server::Airlock;
+use crate::state::{Session, SessionLookup, TokenRecord};
+use crate::token::{MintedToken, TokenRequest, effective_ttl, request_binding};
+
+/// A request the proxy will not (or could not) serve.
+struct Refused {
+    refusal: Refusal,
+    reason: String,
+    retry_after_s: Option<u64>,
+}
+
+fn refused(refusal: Refusal, reason: impl Into<String>) -> Refused {
+    Refused {
+        refusal,
+        reason: reason.into(),
+        retry_after_s: None,
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn random_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 16];
+    // aws-lc's RNG does not fail on supported platforms; a zero id would
+    // still be unique enough to find the record, never a security property.
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+/// Serve one data-plane request.
+pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let decision_id = random_id("dec");
+    let mut record = DecisionRecord {
+        decision_id: decision_id.clone(),
+        method: request.method().as_str().to_string(),
+        path: request.uri().path().to_string(),
+        ..DecisionRecord::default()
+    };
+    match serve(&ctx, request, &mut record, started).await {
+        Ok(response) => response,
+        Err(r) => {
+            record.verdict = match r.refusal {
+                Refusal::Escalated => "escalate",
+                _ if record.verdict == "allow" => "allow",
+                _ => "deny",
+            }
+            .to_string();
+            record.error = Some(r.refusal.code().to_string());
+            record.reason = Some(r.reason.clone());
+            record.latency_micros = started.elapsed().as_micros() as u64;
+            // An allowed request that failed upstream was audited before it
+            // was forwarded; its outcome is a record of its own.
+            let event = if record.token_jti.is_some() {
+                AuditEvent::Outcome(OutcomeRecord {
+                    decision_id: decision_id.clone(),
+                    upstream_status: None,
+                    bytes: None,
+                    error: Some(r.refusal.code().to_string()),
+                    latency_micros: record.latency_micros,
+                })
+            } else {
+                AuditEvent::Decision(record)
+            };
+            if let Err(e) = ctx.audit.append(event) {
+                tracing::error!(decision = %decision_id, error = %e, "audit write failed");
+                return refusal(
+                    Refusal::Unavailable,
+                    "the audit log is unavailable",
+                    &decision_id,
+                    None,
+                );
+            }
+            refusal(r.refusal, &r.reason, &decision_id, r.retry_after_s)
+        }
+    }
+}
+
+fn session_handle(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("proxy-authorization")?.to_str().ok()?;
+    let (scheme, handle) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| handle.trim())
+}
+
+async fn serve(
+    ctx: &Airlock,
+    request: Request<Incoming>,
+    record: &mut DecisionRecord,
+    started: Instant,
+) -> Result<Response<Full<Bytes>>, Refused> {
+    let now = now_ms();
+    // 1. The session, from the handle only.
+    let handle = session_handle(request.headers()).ok_or_else(|| {
+        refused(
+            Refusal::Unauthenticated,
+            "send your session handle as `Proxy-Authorization: Bearer <handle>`",
+        )
+    })?;
+    let session = match ctx.store.lookup_handle(handle, now) {
+        Ok(SessionLookup::Active(s)) => s,
+        Ok(SessionLookup::Expired(s)) => {
+            fill_principal(record, &s);
+            return Err(refused(
+                Refusal::SessionExpired,
+                "the session has expired; ask the orchestrator for a new one",
+            ));
+        }
+        Ok(SessionLookup::Revoked(s)) => {
+            fill_principal(record, &s);
+            return Err(refused(Refusal::SessionRevoked, "the session was revoked"));
+        }
+        Ok(SessionLookup::Unknown) => {
+            return Err(refused(Refusal::Unauthenticated, "unknown session handle"));
+        }
+        Err(e) => {
+            return Err(refused(
+                Refusal::Unavailable,
+                format!("session store unavailable: {e}"),
+            ));
+        }
+    };
+    fill_principal(record, &session);
+
+    // 2. Route: /{service}/{rest}.
+    let full_path = request.uri().path().to_string();
+    let (service_name, rest) = split_service(&full_path);
+    record.service = service_name.to_string();
+    record.path = rest.to_string();
+    let service = ctx.services.get(service_name).ok_or_else(|| {
+        refused(
+            Refusal::UnknownService,
+            format!("no service named {service_name:?}"),
+        )
+    })?;
+    let role = ctx.config.roles.get(&session.role).ok_or_else(|| {
+        refused(
+            Refusal::Denied,
+            format!("role {:?} is not configured", session.role),
+        )
+    })?;
+    // 3. Structural checks of the role, before any policy runs.
+    if !role.services.iter().any(|s| s == service_name) {
+        return Err(refused(
+            Refusal::Denied,
+            format!(
+                "role {} may not use service {service_name}; it may use: {}",
+                session.role,
+                role.services.join(", ")
+            ),
+        ));
+    }
+    let method = request.method().as_str().to_string();
+    let route = service.routes.find(&method, rest).ok_or_else(|| {
+        refused(
+            Refusal::UnknownRoute,
+            format!("{method} {rest} matches no route of service {service_name}"),
+        )
+    })?;
+    record.operation = Some(route.operation.clone());
+    let raw_query = request.uri().query().unwrap_or("").to_string();
+    let query =
+        parse_query(&raw_query).ok_or_else(|| refused(Refusal::BadRequest, "malformed query string"))?;
+
+    let limits = &role.limits;
+    let (parts, body) = request.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && len > limits.max_body_bytes.0 as u64
+    {
+        return Err(refused(
+            Refusal::BodyTooLarge,
+            format!("body over the role's {}-byte limit", limits.max_body_bytes.0),
+        ));
+    }
+    let body = Limited::new(body, limits.max_body_bytes.0)
+        .collect()
+        .await
+        .map_err(|_| {
+            refused(
+                Refusal::BodyTooLarge,
+                format!("body over the role's {}-byte limit", limits.max_body_bytes.0),
+            )
+        })?
+        .to_bytes();
+
+    let rate = ctx
+        .store
+        .take_request(&session, limits.requests_per_minute, now)
+        .map_err(|e| refused(Refusal::Unavailable, format!("state store unavailable: {e}")))?;
+    if !rate.allowed {
+        let retry = rate.retry_after.map(|d| d.as_secs().max(1)).unwrap_or(60);
+        return Err(Refused {
+            refusal: Refusal::RateLimited,
+            reason: format!(
+                "{} requests per minute for role {}",
+                limits.requests_per_minute, session.role
+            ),
+            retry_after_s: Some(retry),
+        });
+    }
+
+    // 4. The policy, on what the agent sent minus its identity headers.
+    let headers = sanitize_request(&parts.headers);
+    let policy_body_len = body.len().min(limits.policy_body_bytes.0);
+    let policy_request = Arc::new(PolicyRequest {
+        principal: Principal {
+            agent: session.agent.clone(),
+            role: session.role.clone(),
+            session: session.id.clone(),
+            workflow: session.workflow.clone(),
+            on_behalf_of: session.on_behalf_of.clone(),
+            intent: session.intent.clone(),
+        },
+        action: Action {
+            service: service_name.to_string(),
+            operation: Some(route.operation.clone()),
+            params: Pairs(route.params.clone()),
+            method: method.clone(),
+            path: rest.to_string(),
+            query: Pairs(query.clone()),
+            headers: Pairs(for_policy(&headers)),
+            body: body[..policy_body_len].to_vec(),
+            body_truncated: policy_body_len < body.len(),
+        },
+        usage: rate.usage.clone(),
+        approval: None,
+    });
+    let policy = ctx.registry.get(&session.role).ok_or_else(|| {
+        refused(
+            Refusal::Denied,
+            format!("no policy is loaded for role {}", session.role),
+        )
+    })?;
+    let evaluation = policy
+        .module
+        .clone()
+        .evaluate_async(policy_request, ctx.store.clone(), policy.binding.limits)
+        .await;
+    let info = policy.module.info();
+    record.policy_name = Some(info.name.clone());
+    record.policy_digest = Some(info.digest.clone());
+    record.fuel = Some(evaluation.fuel_used);
+    record.eval_micros = Some(evaluation.elapsed.as_micros() as u64);
+    for log in &evaluation.logs {
+        tracing::info!(policy = %info.name, decision = %record.decision_id, level = ?log.level, fields = ?log.fields, "{}", log.message);
+    }
+    let grant = match evaluation.verdict {
+        Verdict::Allow(grant) => grant,
+        Verdict::Deny(reason) => return Err(refused(Refusal::Denied, reason)),
+        Verdict::Escalate(reason) => return Err(refused(Refusal::Escalated, reason)),
+    };
+
+    // 5. Commit state and budget, then mint a token bound to this request.
+    let ttl = effective_ttl(grant.ttl_seconds, limits.max_token_ttl_s, session.remaining(now));
+    if ttl.is_zero() {
+        return Err(refused(
+            Refusal::Denied,
+            "the session's remaining life is too short for a token",
+        ));
+    }
+    let committed = ctx
+        .store
+        .commit_allow(
+            &session.workflow,
+            &session.id,
+            &route.operation,
+            &evaluation.state_reads,
+            &evaluation.state_writes,
+        )
+        .map_err(|e| refused(Refusal::Unavailable, format!("state store unavailable: {e}")))?;
+    if !committed {
+        return Err(refused(
+            Refusal::Denied,
+            "workflow state changed while deciding; retry the request",
+        ));
+    }
+    let binding = request_binding(&method, rest, &query, &body);
+    let token = mint(
+        ctx,
+        &session,
+        service_name,
+        &grant.scopes,
+        grant.single_use,
+        &grant.claims,
+        &info.digest,
+        &binding,
+        now,
+        ttl,
+    )
+    .map_err(|e| refused(Refusal::Unavailable, format!("token service unavailable: {e}")))?;
+    ctx.store
+        .record_token(TokenRecord {
+            jti: token.jti.clone(),
+            session: session.id.clone(),
+            workflow: session.workflow.clone(),
+            agent: session.agent.clone(),
+            audience: service_name.to_string(),
+            scope: grant.scopes.join(" "),
+            issued_at: token.issued_at,
+            expires_at: token.expires_at,
+            single_use: grant.single_use,
+            request_binding: binding,
+        })
+        .map_err(|e| refused(Refusal::Unavailable, format!("state store unavailable: {e}")))?;
+    record.verdict = "allow".into();
+    record.token_jti = Some(token.jti.clone());
+    record.token_scope = Some(grant.scopes.join(" "));
+    record.token_ttl_s = Some(ttl.as_secs());
+    record.latency_micros = started.elapsed().as_micros() as u64;
+    // Audited before forwarding: if the log cannot be written, nothing goes out.
+    ctx.audit
+        .append(AuditEvent::Decision(record.clone()))
+        .map_err(|e| {
+            tracing::error!(decision = %record.decision_id, error = %e, "audit write failed");
+            record.token_jti = None;
+            refused(Refusal::Unavailable, "the audit log is unavailable")
+        })?;
+
+    // 6. Forward, with the credential only the proxy holds.
+    let cap = grant.max_response_bytes.map_or(limits.max_response_bytes.0, |g| {
+        (g as usize).min(limits.max_response_bytes.0)
+    });
+    let (status, upstream_headers, upstream_body) =
+        forward(service, &method, rest, &raw_query, headers, body, &token, cap).await?;
+
+    // 7. Scrub: no credential, cookie, token or secret reaches the agent.
+    let mut secrets: Vec<&[u8]> = vec![token.token.as_bytes()];
+    if let Some(secret) = &service.secret {
+        secrets.push(secret.0.as_bytes());
+    }
+    let out_headers = scrub_response(&upstream_headers, &secrets);
+    let out_body = redact(&upstream_body, &secrets);
+
+    // 8. The outcome, then the response.
+    let latency = started.elapsed().as_micros() as u64;
+    ctx.audit
+        .append(AuditEvent::Outcome(OutcomeRecord {
+            decision_id: record.decision_id.clone(),
+            upstream_status: Some(status.as_u16()),
+            bytes: Some(out_body.len() as u64),
+            error: None,
+            latency_micros: latency,
+        }))
+        .map_err(|e| {
+            tracing::error!(decision = %record.decision_id, error = %e, "audit write failed");
+            refused(Refusal::Unavailable, "the audit log is unavailable")
+        })?;
+    let mut response = Response::new(Full::new(Bytes::from(out_body)));
+    *response.status_mut() = status;
+    *response.headers_mut() = out_headers;
+    if let Ok(v) = HeaderValue::from_str(&record.decision_id) {
+        response.headers_mut().insert("x-airlock-decision", v);
+    }
+    Ok(response)
+}
+
+fn fill_principal(record: &mut DecisionRecord, s: &Session) {
+    record.session = s.id.clone();
+    record.agent = s.agent.clone();
+    record.role = s.role.clone();
+    record.workflow = s.workflow.clone();
+    record.on_behalf_of = s.on_behalf_of.clone();
+}
+
+/// `/code/repos/x` → (`code`, `/repos/x`).
+fn split_service(path: &str) -> (&str, &str) {
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    match trimmed.find('/') {
+        Some(i) => (&trimmed[..i], &trimmed[i..]),
+        None => (trimmed, "/"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mint(
+    ctx: &Airlock,
+    session: &Session,
+    audience: &str,
+    scopes: &[String],
+    single_use: bool,
+    claims: &std::collections::BTreeMap<String, serde_json::Value>,
+    policy_digest: &str,
+    binding: &str,
+    now_ms: u64,
+    ttl: Duration,
+) -> Result<MintedToken, crate::token::TokenError> {
+    ctx.keys.mint(&TokenRequest {
+        issuer: &ctx.config.tokens.issuer,
+        agent: &session.agent,
+        audience,
+        scopes,
+        role: &session.role,
+        session: &session.id,
+        workflow: &session.workflow,
+        on_behalf_of: session.on_behalf_of.as_deref(),
+        policy_digest,
+        request_binding: binding,
+        single_use,
+        extra_claims: claims,
+        now: now_ms / 1000,
+        ttl,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    service: &Service,
+    method: &str,
+    path: &str,
+    raw_query: &str,
+    mut headers: HeaderMap,
+    body: Bytes,
+    token: &MintedToken,
+    cap: usize,
+) -> Result<(hyper::StatusCode, HeaderMap, Bytes), Refused> {
+    let uri = if raw_query.is_empty() {
+        format!("{}{path}", service.upstream)
+    } else {
+        format!("{}{path}?{raw_query}", service.upstream)
+    };
+    if service.injects_jwt()
+        && let (Some(name), Ok(value)) = (
+            header_name(&service.auth.jwt_header),
+            HeaderValue::from_str(&format!("Bearer {}", token.token)),
+        )
+    {
+        headers.insert(name, value);
+    }
+    if let (Some(secret), Some(name)) = (
+        &service.secret,
+        service.auth.secret_header.as_deref().and_then(header_name),
+    ) && let Ok(mut value) = HeaderValue::from_str(&format!("{}{}", service.auth.secret_prefix, secret.0))
+    {
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    let mut builder = Request::builder().method(method).uri(&uri);
+    if let Some(h) = builder.headers_mut() {
+        *h = headers;
+    }
+    let upstream_request = builder
+        .body(Full::new(body))
+        .map_err(|e| refused(Refusal::BadRequest, format!("cannot forward this request: {e}")))?;
+    let exchange = async {
+        let response = service.client.request(upstream_request).await.map_err(|e| {
+            refused(
+                Refusal::UpstreamUnavailable,
+                format!("service {} is unreachable: {}", service.name, root_cause(&e)),
+            )
+        })?;
+        let (parts, body) = response.into_parts();
+        // Never hold more than the cap of a hostile or runaway upstream.
+        let bytes = Limited::new(body, cap)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    refused(
+                        Refusal::ResponseTooLarge,
+                        format!("the upstream response is over the {cap}-byte cap"),
+                    )
+                } else {
+                    refused(
+                        Refusal::UpstreamUnavailable,
+                        format!("reading the response failed: {e}"),
+                    )
+                }
+            })?
+            .to_bytes();
+        Ok::<_, Refused>((parts.status, parts.headers, bytes))
+    };
+    tokio::time::timeout(service.timeout, exchange)
+        .await
+        .map_err(|_| {
+            refused(
+                Refusal::UpstreamTimeout,
+                format!(
+                    "service {} did not answer within {:?}",
+                    service.name, service.timeout
+                ),
+            )
+        })?
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_service;
+
+    #[test]
+    fn service_prefix() {
+        assert_eq!(split_service("/code/repos/a"), ("code", "/repos/a"));
+        assert_eq!(split_service("/code"), ("code", "/"));
+        assert_eq!(split_service("/"), ("", "/"));
+    }
+}

@@ -1,0 +1,93 @@
+//! What the agent gets back when Airlock refuses: JSON it can act on.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+/// Why a request was not forwarded (or its response not returned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Unauthenticated,
+    SessionExpired,
+    SessionRevoked,
+    UnknownService,
+    UnknownRoute,
+    Denied,
+    Escalated,
+    RateLimited,
+    BodyTooLarge,
+    BadRequest,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    ResponseTooLarge,
+    /// The audit log or state store failed: nothing was forwarded.
+    Unavailable,
+}
+
+impl Refusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Unauthenticated => "unauthenticated",
+            Refusal::SessionExpired => "session_expired",
+            Refusal::SessionRevoked => "session_revoked",
+            Refusal::UnknownService => "unknown_service",
+            Refusal::UnknownRoute => "unknown_route",
+            Refusal::Denied => "denied",
+            Refusal::Escalated => "escalated",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::BadRequest => "bad_request",
+            Refusal::UpstreamUnavailable => "upstream_unavailable",
+            Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::ResponseTooLarge => "response_too_large",
+            Refusal::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::Unauthenticated | Refusal::SessionExpired | Refusal::SessionRevoked => {
+                StatusCode::UNAUTHORIZED
+            }
+            Refusal::UnknownService | Refusal::UnknownRoute => StatusCode::NOT_FOUND,
+            Refusal::Denied | Refusal::Escalated => StatusCode::FORBIDDEN,
+            Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::BadRequest => StatusCode::BAD_REQUEST,
+            Refusal::UpstreamUnavailable | Refusal::ResponseTooLarge => StatusCode::BAD_GATEWAY,
+            Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// `{"error", "reason", "decision_id", "retry_after_s"?}` with the fitting status.
+pub fn refusal(
+    refusal: Refusal,
+    reason: &str,
+    decision_id: &str,
+    retry_after_s: Option<u64>,
+) -> Response<Full<Bytes>> {
+    let mut body = json!({ "error": refusal.code(), "reason": reason, "decision_id": decision_id });
+    if let Some(s) = retry_after_s {
+        body["retry_after_s"] = json!(s);
+    }
+    let mut builder = Response::builder()
+        .status(refusal.status())
+        .header("content-type", "application/json")
+        .header("x-airlock-decision", decision_id);
+    if let Some(s) = retry_after_s {
+        builder = builder.header("retry-after", s);
+    }
+    if refusal.status() == StatusCode::UNAUTHORIZED {
+        builder = builder.header("proxy-authenticate", "Bearer realm=\"airlock\"");
+    }
+    builder
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_else(|_| {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"{\"error\":\"unavailable\"}")));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+}

@@ -1,0 +1,235 @@
+//! Start-up: build every part from the configuration and serve the two
+//! listeners (agents on `listen.proxy`, operators on `listen.admin`).
+//!
+//! Nothing here decides anything; it wires the parts together and owns
+//! their lifetime.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::audit::{AdminRecord, AuditEvent, AuditLog};
+use crate::config::{Config, MAX_ROLE_MEMORY, MAX_TOKEN_TTL_S};
+use crate::policy::{Engine, EngineConfig, PolicyDir, Registry, Watcher};
+use crate::proxy::{Secret, Service, services};
+use crate::state::{MemoryStore, Store};
+use crate::token::KeyStore;
+
+/// Everything a request may need, shared by both planes.
+pub struct Airlock {
+    pub config: Config,
+    pub registry: Arc<Registry>,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyStore>,
+    pub audit: AuditLog,
+    pub services: HashMap<String, Service>,
+    pub admin_token: Secret,
+    pub introspection_token: Option<Secret>,
+    _watcher: Option<std::sync::Mutex<Watcher>>,
+}
+
+/// Read a credential from a file or an environment variable.
+fn credential(file: Option<&Path>, env: Option<&str>, what: &str) -> anyhow::Result<Option<Secret>> {
+    let raw = match (file, env) {
+        (Some(path), _) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("{what}: reading {}", path.display()))?,
+        ),
+        (None, Some(var)) => Some(std::env::var(var).with_context(|| format!("{what}: ${var} is not set"))?),
+        (None, None) => None,
+    };
+    match raw.map(|r| r.trim().to_string()) {
+        Some(t) if t.len() < 16 => bail!("{what}: the token must be at least 16 characters"),
+        Some(t) => Ok(Some(Secret(t))),
+        None => Ok(None),
+    }
+}
+
+/// The admin token: from the configured file or variable, else
+/// `$AIRLOCK_ADMIN_TOKEN`, else generated once into `<data>/admin.token`.
+fn admin_token(config: &Config) -> anyhow::Result<Secret> {
+    let configured = credential(
+        config.admin.token_file.as_deref(),
+        config.admin.token_env.as_deref(),
+        "admin token",
+    )?;
+    if let Some(t) = configured {
+        return Ok(t);
+    }
+    if let Some(t) = credential(
+        None,
+        std::env::var("AIRLOCK_ADMIN_TOKEN")
+            .ok()
+            .map(|_| "AIRLOCK_ADMIN_TOKEN"),
+        "admin token",
+    )? {
+        return Ok(t);
+    }
+    let path = config.data.dir.join("admin.token");
+    if let Some(t) = credential(Some(&path), None, "admin token").ok().flatten() {
+        return Ok(t);
+    }
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no secure random numbers"))?;
+    let token = format!("ala_{}", hex::encode(bytes));
+    write_private(&path, &token)?;
+    tracing::info!(path = %path.display(), "generated an admin token");
+    Ok(Secret(token))
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+impl Airlock {
+    /// Build every part. Fails, naming what and why, if any part cannot start.
+    pub fn start(config: Config) -> anyhow::Result<Arc<Airlock>> {
+        std::fs::create_dir_all(&config.data.dir)
+            .with_context(|| format!("creating the data directory {}", config.data.dir.display()))?;
+        let audit = AuditLog::open(&config.audit_log_path()).context("opening the audit log")?;
+        // Retired keys stay published for the longest lifetime any role
+        // may give a token (config checking keeps every role under it).
+        let keys = Arc::new(
+            KeyStore::open(
+                &config.keys_dir(),
+                config.tokens.algorithm,
+                Duration::from_secs(MAX_TOKEN_TTL_S),
+            )
+            .context("opening the signing keys")?,
+        );
+        let engine = Engine::new(EngineConfig {
+            max_memory_bytes: MAX_ROLE_MEMORY,
+            cache_dir: config.policies.cache_dir.clone(),
+            ..EngineConfig::default()
+        })?;
+        let dir = PolicyDir::open(&config.policies.dir)?;
+        let registry = match Registry::new(engine, dir, config.role_bindings()) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                let _ = audit.append(admin_event("policy.rejected", "startup", "", Some(e.to_string())));
+                return Err(e.into());
+            }
+        };
+        for (role, info) in registry.list() {
+            audit.append(admin_event("policy.loaded", "startup", &role, Some(info.digest)))?;
+        }
+        // Held only to keep the watch alive; the Mutex makes Airlock Sync.
+        let watcher = if config.policies.watch {
+            Some(std::sync::Mutex::new(registry.watch()?))
+        } else {
+            None
+        };
+        let services = services(&config)?;
+        let admin_token = admin_token(&config)?;
+        let introspection_token = credential(
+            config.admin.introspection_token_file.as_deref(),
+            config.admin.introspection_token_env.as_deref(),
+            "introspection token",
+        )?;
+        Ok(Arc::new(Airlock {
+            registry,
+            store: Arc::new(MemoryStore::new()),
+            keys,
+            audit,
+            services,
+            admin_token,
+            introspection_token,
+            config,
+            _watcher: watcher,
+        }))
+    }
+}
+
+fn admin_event(action: &str, actor: &str, subject: &str, detail: Option<String>) -> AuditEvent {
+    AuditEvent::Admin(AdminRecord {
+        action: action.into(),
+        actor: actor.into(),
+        subject: subject.into(),
+        detail,
+    })
+}
+
+/// The addresses actually bound (a configured port 0 becomes a real one).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Bound {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Bind both listeners; returns the addresses and a future that serves
+/// until `shutdown` resolves.
+pub async fn bind(airlock: Arc<Airlock>) -> anyhow::Result<(Bound, impl std::future::Future<Output = ()>)> {
+    let proxy = TcpListener::bind(airlock.config.listen.proxy)
+        .await
+        .with_context(|| format!("binding the proxy listener {}", airlock.config.listen.proxy))?;
+    let admin = TcpListener::bind(airlock.config.listen.admin)
+        .await
+        .with_context(|| format!("binding the admin listener {}", airlock.config.listen.admin))?;
+    let bound = Bound {
+        proxy: proxy.local_addr()?,
+        admin: admin.local_addr()?,
+    };
+    let a = airlock.clone();
+    let serve = async move {
+        let proxy_loop = accept_loop(proxy, airlock, |ctx, req| {
+            Box::pin(crate::proxy::handle(ctx, req))
+        });
+        let admin_loop = accept_loop(admin, a, |ctx, req| Box::pin(crate::admin::handle(ctx, req)));
+        tokio::join!(proxy_loop, admin_loop);
+    };
+    Ok((bound, serve))
+}
+
+type Handler = fn(
+    Arc<Airlock>,
+    hyper::Request<hyper::body::Incoming>,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>> + Send>,
+>;
+
+async fn accept_loop(listener: TcpListener, airlock: Arc<Airlock>, handler: Handler) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let airlock = airlock.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let airlock = airlock.clone();
+                async move { Ok::<_, std::convert::Infallible>(handler(airlock, req).await) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,734 @@
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+use super::memory::{EXPIRED_GRACE_MS, PRUNE_MIN};
+use super::*;
+
+const T0: u64 = 1_700_000_000_500; // ms; half-way through a second on purpose
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn new_session(workflow: &str, ttl: Duration) -> NewSession {
+    NewSession {
+        agent: "agent-1".into(),
+        role: "crash-tracker".into(),
+        workflow: workflow.into(),
+        on_behalf_of: Some("alice".into()),
+        intent: Some("triage crash 42".into()),
+        ttl,
+    }
+}
+
+fn session(store: &MemoryStore, ttl: Duration) -> (Session, String) {
+    store.create_session(new_session("wf-1", ttl), T0).unwrap()
+}
+
+fn token(jti: &str, session: &Session, expires_at: u64, single_use: bool) -> TokenRecord {
+    TokenRecord {
+        jti: jti.into(),
+        session: session.id.clone(),
+        workflow: session.workflow.clone(),
+        agent: session.agent.clone(),
+        audience: "code".into(),
+        scope: "issues:read".into(),
+        issued_at: T0 / 1000,
+        expires_at,
+        single_use,
+        request_binding: "sha256:abc".into(),
+    }
+}
+
+fn set(key: &str, value: &str) -> StateWrite {
+    StateWrite::Set {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn incr(key: &str, delta: i64) -> StateWrite {
+    StateWrite::Incr {
+        key: key.into(),
+        delta,
+    }
+}
+
+fn read(key: &str, value: Option<&str>) -> (String, Option<String>) {
+    (key.into(), value.map(String::from))
+}
+
+// ---------------------------------------------------------------- sessions
+
+#[test]
+fn handle_is_256_random_bits_and_stored_only_as_its_digest() {
+    let store = MemoryStore::new();
+    let mut handles = Vec::new();
+    for _ in 0..64 {
+        let (s, handle) = session(&store, MINUTE);
+        let body = handle.strip_prefix(HANDLE_PREFIX).expect("alh_ prefix");
+        let bytes = URL_SAFE_NO_PAD.decode(body).expect("base64url");
+        assert_eq!(bytes.len(), 32, "256 bits");
+        assert!(s.id.starts_with(SESSION_PREFIX));
+        assert_eq!(URL_SAFE_NO_PAD.decode(&s.id[4..]).unwrap().len(), 16);
+        handles.push((handle, bytes, s));
+    }
+    let distinct: HashSet<_> = handles.iter().map(|(h, _, _)| h.clone()).collect();
+    assert_eq!(distinct.len(), handles.len());
+    // No byte position is stuck (a broken generator, or a counter).
+    for i in 0..32 {
+        let values: HashSet<u8> = handles.iter().map(|(_, b, _)| b[i]).collect();
+        assert!(values.len() > 8, "byte {i} barely varies: {values:?}");
+    }
+
+    let inner = store.inner.read().unwrap();
+    let dump = format!("{inner:?}");
+    for (handle, bytes, s) in &handles {
+        let body = &handle[HANDLE_PREFIX.len()..];
+        assert!(!dump.contains(body), "the handle is stored in clear");
+        assert!(!dump.contains(&hex::encode(bytes)), "the handle is stored in hex");
+        let digest: [u8; 32] = Sha256::digest(handle.as_bytes()).into();
+        assert_eq!(inner.handles.get(&digest), Some(&s.id));
+        // A session never carries its handle.
+        assert!(!serde_json::to_string(s).unwrap().contains(body));
+    }
+    assert_eq!(inner.handles.len(), 64);
+}
+
+#[test]
+fn lookup_reports_active_expired_revoked_and_unknown() {
+    let store = MemoryStore::new();
+    let (s, handle) = session(&store, MINUTE);
+    assert_eq!(s.created_at_ms, T0);
+    assert_eq!(s.expires_at_ms, T0 + 60_000);
+    assert_eq!(s.remaining(T0 + 10_000), Duration::from_secs(50));
+    assert_eq!(s.remaining(T0 + 90_000), Duration::ZERO);
+
+    assert_eq!(
+        store.lookup_handle(&handle, T0).unwrap(),
+        SessionLookup::Active(s.clone())
+    );
+    assert_eq!(
+        store.lookup_handle(&handle, T0 + 59_999).unwrap(),
+        SessionLookup::Active(s.clone())
+    );
+    assert_eq!(
+        store.lookup_handle(&handle, T0 + 60_000).unwrap(),
+        SessionLookup::Expired(s.clone())
+    );
+
+    let (other, _) = session(&store, MINUTE);
+    for bogus in [
+        String::new(),
+        "alh_".into(),
+        handle[..handle.len() - 1].to_string(),
+        format!("{handle}x"),
+        other.id.clone(), // an id is not a handle
+        s.id.clone(),
+        format!("{HANDLE_PREFIX}{}", URL_SAFE_NO_PAD.encode([0u8; 32])),
+    ] {
+        assert_eq!(
+            store.lookup_handle(&bogus, T0).unwrap(),
+            SessionLookup::Unknown,
+            "{bogus}"
+        );
+    }
+
+    assert!(store.revoke_session(&s.id).unwrap());
+    let revoked = Session {
+        revoked: true,
+        ..s.clone()
+    };
+    assert_eq!(
+        store.lookup_handle(&handle, T0).unwrap(),
+        SessionLookup::Revoked(revoked.clone())
+    );
+    // Revoked wins over expired.
+    assert_eq!(
+        store.lookup_handle(&handle, T0 + 120_000).unwrap(),
+        SessionLookup::Revoked(revoked.clone())
+    );
+    assert_eq!(store.get_session(&s.id).unwrap(), Some(revoked));
+    assert!(!store.revoke_session("ses_nope").unwrap());
+    assert_eq!(store.get_session("ses_nope").unwrap(), None);
+}
+
+#[test]
+fn list_sessions_holds_active_ones_oldest_first() {
+    let store = MemoryStore::new();
+    let late = store.create_session(new_session("wf", MINUTE), T0 + 2).unwrap().0;
+    let early = store.create_session(new_session("wf", MINUTE), T0).unwrap().0;
+    let short = store
+        .create_session(new_session("wf", Duration::from_millis(10)), T0 + 1)
+        .unwrap()
+        .0;
+    let revoked = store.create_session(new_session("wf", MINUTE), T0 + 1).unwrap().0;
+    store.revoke_session(&revoked.id).unwrap();
+
+    let ids = |v: Vec<Session>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_sessions(T0 + 5).unwrap()),
+        [early.id.clone(), short.id.clone(), late.id.clone()]
+    );
+    assert_eq!(ids(store.list_sessions(T0 + 11).unwrap()), [early.id, late.id]);
+    assert!(store.list_sessions(T0 + 70_000).unwrap().is_empty());
+}
+
+#[test]
+fn expired_sessions_and_tokens_are_pruned_once_the_maps_grow() {
+    let store = MemoryStore::new();
+    let (old, old_handle) = session(&store, MINUTE);
+    store
+        .record_token(token("old", &old, T0 / 1000 + 60, false))
+        .unwrap();
+    for _ in 1..PRUNE_MIN {
+        store
+            .create_session(new_session("wf", Duration::from_secs(1)), T0)
+            .unwrap();
+    }
+    // Within the grace period an expired session is kept (and reported).
+    let soon = T0 + 61_000;
+    let (_, soon_handle) = store.create_session(new_session("wf", MINUTE), soon).unwrap();
+    assert_eq!(store.inner.read().unwrap().sessions.len(), PRUNE_MIN + 1);
+    assert!(matches!(
+        store.lookup_handle(&old_handle, soon).unwrap(),
+        SessionLookup::Expired(_)
+    ));
+    for _ in PRUNE_MIN + 1..2 * PRUNE_MIN {
+        store.create_session(new_session("wf", MINUTE), soon).unwrap();
+    }
+    let later = soon + 60_000 + EXPIRED_GRACE_MS;
+    let (live, live_handle) = store.create_session(new_session("wf", MINUTE), later).unwrap();
+    {
+        let inner = store.inner.read().unwrap();
+        assert_eq!(inner.sessions.len(), 1, "only the new session is left");
+        assert_eq!(inner.handles.len(), 1);
+    }
+    assert_eq!(
+        store.lookup_handle(&old_handle, later).unwrap(),
+        SessionLookup::Unknown
+    );
+    assert_eq!(
+        store.lookup_handle(&soon_handle, later).unwrap(),
+        SessionLookup::Unknown
+    );
+    assert!(matches!(
+        store.lookup_handle(&live_handle, later).unwrap(),
+        SessionLookup::Active(_)
+    ));
+
+    let now_s = later / 1000;
+    let live_token = |i: usize| {
+        let mut t = token(&format!("t{i}"), &live, now_s + 30, false);
+        t.issued_at = now_s;
+        t
+    };
+    for i in 1..PRUNE_MIN {
+        store.record_token(live_token(i)).unwrap();
+    }
+    assert_eq!(store.inner.read().unwrap().tokens.len(), PRUNE_MIN);
+    store.record_token(live_token(0)).unwrap();
+    assert_eq!(
+        store.inner.read().unwrap().tokens.len(),
+        PRUNE_MIN,
+        "old is dropped, t* are kept"
+    );
+    assert_eq!(
+        store.token_status("old", now_s, false).unwrap(),
+        TokenStatus::Inactive
+    );
+    assert!(store.token_status("t0", now_s, false).unwrap().is_active());
+    assert!(store.token_status("t1", now_s, false).unwrap().is_active());
+}
+
+// ------------------------------------------------------------------ tokens
+
+#[test]
+fn revoking_a_session_makes_its_tokens_inactive() {
+    let store = MemoryStore::new();
+    let (s, _) = session(&store, MINUTE);
+    let (other, _) = session(&store, MINUTE);
+    let exp = T0 / 1000 + 60;
+    store.record_token(token("a", &s, exp, false)).unwrap();
+    store.record_token(token("b", &s, exp, true)).unwrap();
+    store.record_token(token("c", &other, exp, false)).unwrap();
+    let now_s = T0 / 1000;
+    for jti in ["a", "b", "c"] {
+        assert!(
+            store.token_status(jti, now_s, false).unwrap().is_active(),
+            "{jti}"
+        );
+    }
+    assert!(store.revoke_session(&s.id).unwrap());
+    assert_eq!(
+        store.token_status("a", now_s, false).unwrap(),
+        TokenStatus::Inactive
+    );
+    assert_eq!(
+        store.token_status("b", now_s, true).unwrap(),
+        TokenStatus::Inactive
+    );
+    assert_eq!(
+        store.token_status("c", now_s, false).unwrap(),
+        TokenStatus::Active(token("c", &other, exp, false))
+    );
+}
+
+#[test]
+fn a_single_use_token_is_active_once() {
+    let store = MemoryStore::new();
+    let (s, _) = session(&store, MINUTE);
+    let now_s = T0 / 1000;
+    let record = token("once", &s, now_s + 30, true);
+    store.record_token(record.clone()).unwrap();
+    // Peeking does not use it up.
+    assert_eq!(
+        store.token_status("once", now_s, false).unwrap(),
+        TokenStatus::Active(record.clone())
+    );
+    assert_eq!(
+        store.token_status("once", now_s, false).unwrap(),
+        TokenStatus::Active(record.clone())
+    );
+    assert_eq!(
+        store.token_status("once", now_s, true).unwrap(),
+        TokenStatus::Active(record)
+    );
+    assert_eq!(
+        store.token_status("once", now_s, true).unwrap(),
+        TokenStatus::Inactive
+    );
+    assert_eq!(
+        store.token_status("once", now_s, false).unwrap(),
+        TokenStatus::Inactive
+    );
+
+    // A reusable token stays active when consumed.
+    store.record_token(token("many", &s, now_s + 30, false)).unwrap();
+    for _ in 0..3 {
+        assert!(store.token_status("many", now_s, true).unwrap().is_active());
+    }
+}
+
+#[test]
+fn a_single_use_token_is_consumed_by_exactly_one_of_many_threads() {
+    let store = Arc::new(MemoryStore::new());
+    let (s, _) = session(&store, MINUTE);
+    let now_s = T0 / 1000;
+    store.record_token(token("once", &s, now_s + 30, true)).unwrap();
+    let barrier = Arc::new(Barrier::new(8));
+    let actives: usize = (0..8)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                (0..50)
+                    .filter(|_| store.token_status("once", now_s, true).unwrap().is_active())
+                    .count()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .sum();
+    assert_eq!(actives, 1);
+}
+
+#[test]
+fn expired_or_unknown_or_revoked_tokens_are_inactive() {
+    let store = MemoryStore::new();
+    let (s, _) = session(&store, Duration::from_secs(120));
+    let now_s = T0 / 1000;
+    store.record_token(token("t", &s, now_s + 30, false)).unwrap();
+    assert!(store.token_status("t", now_s + 29, false).unwrap().is_active());
+    assert_eq!(
+        store.token_status("t", now_s + 30, false).unwrap(),
+        TokenStatus::Inactive
+    );
+    assert_eq!(
+        store.token_status("t", now_s + 31, true).unwrap(),
+        TokenStatus::Inactive
+    );
+    assert_eq!(
+        store.token_status("nope", now_s, true).unwrap(),
+        TokenStatus::Inactive
+    );
+
+    // A token outliving its session is inactive when the session ends.
+    store.record_token(token("long", &s, now_s + 600, false)).unwrap();
+    assert!(
+        store
+            .token_status("long", now_s + 119, false)
+            .unwrap()
+            .is_active()
+    );
+    assert_eq!(
+        store.token_status("long", now_s + 121, false).unwrap(),
+        TokenStatus::Inactive
+    );
+
+    // RFC 7009 revocation.
+    store.record_token(token("r", &s, now_s + 30, false)).unwrap();
+    assert!(store.revoke_token("r").unwrap());
+    assert_eq!(
+        store.token_status("r", now_s, false).unwrap(),
+        TokenStatus::Inactive
+    );
+    assert!(!store.revoke_token("nope").unwrap());
+
+    // Tokens of a session the store does not know are never active.
+    let mut ghost = token("ghost", &s, now_s + 30, false);
+    ghost.session = "ses_ghost".into();
+    store.record_token(ghost).unwrap();
+    assert_eq!(
+        store.token_status("ghost", now_s, false).unwrap(),
+        TokenStatus::Inactive
+    );
+}
+
+#[test]
+fn a_jti_is_recorded_once() {
+    let store = MemoryStore::new();
+    let (s, _) = session(&store, MINUTE);
+    store
+        .record_token(token("dup", &s, T0 / 1000 + 30, false))
+        .unwrap();
+    let err = store
+        .record_token(token("dup", &s, T0 / 1000 + 30, true))
+        .unwrap_err();
+    assert!(err.0.contains("dup"), "{err}");
+    // The first record stands.
+    match store.token_status("dup", T0 / 1000, false).unwrap() {
+        TokenStatus::Active(r) => assert!(!r.single_use),
+        TokenStatus::Inactive => panic!("first record lost"),
+    }
+}
+
+// -------------------------------------------------------------- rate window
+
+#[test]
+fn the_fourth_request_in_a_minute_is_refused_until_the_window_moves() {
+    let store = MemoryStore::new();
+    let (s, _) = session(&store, Duration::from_secs(3600));
+    for i in 0..3 {
+        let check = store.take_request(&s, 3, T0 + i * 100).unwrap();
+        assert!(check.allowed, "request {i}");
+        assert_eq!(check.retry_after, None);
+    }
+    let refused = store.take_request(&s, 3, T0 + 300).unwrap();
+    assert!(!refused.allowed);
+    let retry = refused.retry_after.expect("retry_after on refusal");
+    assert!(retry <= MINUTE && retry > Duration::ZERO, "{retry:?}");
+    // The first request leaves the window 60 s after it was made.
+    assert_eq!(retry, Duration::from_millis(60_000 - 300));
+
+    let at = T0 + 300 + u64::try_from(retry.as_millis()).unwrap();
+    assert!(!store.take_request(&s, 3, at - 1).unwrap().allowed, "just before");
+    assert!(store.take_request(&s, 3, at).unwrap().allowed, "room again");
+    assert!(!store.take_request(&s, 3, at).unwrap().allowed, "full again");
+
+    // A minute after the burst, the window is clear of it.
+    let later = T0 + 200 + 60_000 + 60_000;
+    for _ in 0..3 {
+        assert!(store.take_request(&s, 3, later).unwrap().allowed);
+    }
+    assert!(!store.take_request(&s, 3, later).unwrap().allowed);
+}
+
+#[test]
+fn zero_means_unlimited_but_still_counted() {
+    let store = MemoryStore::new();
+    let (s, _) = session(&store, MINUTE);
+    for i in 0..500 {
+        let check = store.take_request(&s, 0, T0 + i).unwrap();
+        assert!(check.allowed);
+        assert_eq!(u64::from(check.usage.requests_in_window), i);
+    }
+}
+
+#[test]
+fn usage_counts_grow() {
+    let store = MemoryStore::new();
+    let (s, _) = session(&store, Duration::from_secs(3600));
+    let first = store.take_request(&s, 2, T0 + 5).unwrap();
+    assert_eq!(
+        first.usage,
+        Usage {
+            requests_total: 0,
+            requests_in_window: 0,
+            window_seconds: 60,
+            grants: BTreeMap::new(),
+            session_started_ms: T0,
+            now_ms: T0 + 5,
+        }
+    );
+    assert!(
+        store
+            .commit_allow("wf-1", &s.id, "issues.read", &[], &[])
+            .unwrap()
+    );
+    let second = store.take_request(&s, 2, T0 + 10).unwrap();
+    assert!(second.allowed);
+    assert_eq!(second.usage.requests_total, 1);
+    assert_eq!(second.usage.requests_in_window, 1);
+    assert_eq!(
+        second.usage.grants,
+        BTreeMap::from([("issues.read".to_string(), 1)])
+    );
+    assert!(
+        store
+            .commit_allow("wf-1", &s.id, "issues.read", &[], &[])
+            .unwrap()
+    );
+    assert!(
+        store
+            .commit_allow("wf-1", &s.id, "pulls.create", &[], &[])
+            .unwrap()
+    );
+
+    // Refused: counted in the total, not in the window.
+    let refused = store.take_request(&s, 2, T0 + 20).unwrap();
+    assert!(!refused.allowed);
+    assert_eq!(refused.usage.requests_total, 2);
+    assert_eq!(refused.usage.requests_in_window, 2);
+
+    let later = store.take_request(&s, 2, T0 + 70_000).unwrap();
+    assert!(later.allowed);
+    assert_eq!(later.usage.requests_total, 3);
+    assert_eq!(later.usage.requests_in_window, 0);
+    assert_eq!(
+        later.usage.grants,
+        BTreeMap::from([("issues.read".to_string(), 2), ("pulls.create".to_string(), 1)])
+    );
+    assert_eq!(later.usage.now_ms, T0 + 70_000);
+}
+
+#[test]
+fn requests_of_a_revoked_expired_or_unknown_session_fail_closed() {
+    let store = MemoryStore::new();
+    let (s, _) = session(&store, MINUTE);
+    assert!(store.take_request(&s, 0, T0 + 60_000).is_err(), "expired");
+    store.revoke_session(&s.id).unwrap();
+    assert!(store.take_request(&s, 0, T0).is_err(), "revoked");
+    assert!(
+        store
+            .commit_allow("wf-1", &s.id, "op", &[], &[set("k", "v")])
+            .is_err()
+    );
+    let ghost = Session {
+        id: "ses_ghost".into(),
+        ..s
+    };
+    assert!(store.take_request(&ghost, 0, T0).is_err(), "unknown");
+    assert!(store.commit_allow("wf-1", &ghost.id, "op", &[], &[]).is_err());
+    assert!(store.workflow_state("wf-1").unwrap().is_empty());
+}
+
+#[test]
+fn eight_threads_share_one_rate_window_exactly() {
+    let store = Arc::new(MemoryStore::new());
+    let (s, _) = session(&store, MINUTE);
+    let barrier = Arc::new(Barrier::new(8));
+    let allowed: usize = (0..8)
+        .map(|_| {
+            let (store, barrier, s) = (store.clone(), barrier.clone(), s.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                (0..100)
+                    .filter(|_| store.take_request(&s, 50, T0 + 1).unwrap().allowed)
+                    .count()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .sum();
+    assert_eq!(allowed, 50);
+    let after = store.take_request(&s, 50, T0 + 2).unwrap();
+    assert_eq!(after.usage.requests_total, 800);
+    assert_eq!(after.usage.requests_in_window, 50);
+}
+
+// ---------------------------------------------------------- workflow state
+
+#[test]
+fn commit_allow_applies_writes_and_counts_the_grant() {
+    let store = MemoryStore::new();
+    let (s, _) = session(&store, MINUTE);
+    let writes = [
+        set("reviewer", "bot-2"),
+        incr("approvals", 2),
+        incr("approvals", 1),
+        set("junk", "not a number"),
+        incr("junk", 5),
+        set("big", &i64::MAX.to_string()),
+        incr("big", 1),
+    ];
+    let reads = [read("approvals", None), read("reviewer", None)];
+    assert!(
+        store
+            .commit_allow("wf-1", &s.id, "pulls.create", &reads, &writes)
+            .unwrap()
+    );
+    let expected = BTreeMap::from([
+        ("approvals".to_string(), "3".to_string()),
+        ("big".to_string(), i64::MAX.to_string()),
+        ("junk".to_string(), "5".to_string()),
+        ("reviewer".to_string(), "bot-2".to_string()),
+    ]);
+    assert_eq!(store.workflow_state("wf-1").unwrap(), expected);
+    assert_eq!(store.get("wf-1", "approvals").unwrap().as_deref(), Some("3"));
+    assert_eq!(store.get("wf-1", "absent").unwrap(), None);
+    assert_eq!(
+        store.get("wf-2", "approvals").unwrap(),
+        None,
+        "workflows are separate"
+    );
+    assert!(store.workflow_state("wf-2").unwrap().is_empty());
+
+    // The read the policy saw is still current: commits.
+    assert!(
+        store
+            .commit_allow(
+                "wf-1",
+                &s.id,
+                "pulls.create",
+                &[read("approvals", Some("3"))],
+                &[incr("approvals", -1)]
+            )
+            .unwrap()
+    );
+    assert_eq!(store.get("wf-1", "approvals").unwrap().as_deref(), Some("2"));
+    let usage = store.take_request(&s, 0, T0).unwrap().usage;
+    assert_eq!(usage.grants, BTreeMap::from([("pulls.create".to_string(), 2)]));
+}
+
+#[test]
+fn commit_allow_commits_nothing_when_a_read_changed() {
+    let store = MemoryStore::new();
+    let (s, _) = session(&store, MINUTE);
+    let (other, _) = session(&store, MINUTE);
+    assert!(
+        store
+            .commit_allow("wf-1", &s.id, "op", &[], &[set("n", "1")])
+            .unwrap()
+    );
+    let before = store.workflow_state("wf-1").unwrap();
+
+    // Stale value, stale absence, and one fresh read among stale ones.
+    for reads in [
+        vec![read("n", Some("0"))],
+        vec![read("n", None)],
+        vec![read("m", None), read("n", Some("7"))],
+        vec![read("m", Some("x"))],
+    ] {
+        let committed = store
+            .commit_allow("wf-1", &other.id, "op", &reads, &[incr("n", 1), set("m", "x")])
+            .unwrap();
+        assert!(!committed, "{reads:?}");
+        assert_eq!(store.workflow_state("wf-1").unwrap(), before);
+    }
+    let usage = store.take_request(&other, 0, T0).unwrap().usage;
+    assert!(usage.grants.is_empty(), "no grant counted for a refused commit");
+
+    // A session may only write its own workflow.
+    assert!(
+        store
+            .commit_allow("wf-2", &s.id, "op", &[], &[set("n", "9")])
+            .is_err()
+    );
+    assert!(store.workflow_state("wf-2").unwrap().is_empty());
+}
+
+/// Each thread reads the counter, then commits `incr` guarded by that read,
+/// retrying on conflict. No update may be lost, and no two commits may have
+/// been based on the same value (each policy decision saw a distinct count).
+#[test]
+fn concurrent_guarded_increments_lose_nothing() {
+    let store = Arc::new(MemoryStore::new());
+    let (s, _) = store.create_session(new_session("wf", MINUTE), T0).unwrap();
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, barrier, id) = (store.clone(), barrier.clone(), s.id.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let mut based_on = Vec::new();
+                let mut conflicts = 0;
+                for _ in 0..200 {
+                    let seen = store.get("wf", "n").unwrap();
+                    thread::yield_now(); // the policy runs here; let others commit meanwhile
+                    let (write, guard) = if i % 2 == 0 {
+                        (incr("n", 1), seen.clone())
+                    } else {
+                        // A policy computing the next value itself.
+                        let next = seen.as_deref().map_or(0, |v| v.parse::<i64>().unwrap()) + 1;
+                        (set("n", &next.to_string()), seen.clone())
+                    };
+                    if store
+                        .commit_allow("wf", &id, "op", &[("n".into(), guard)], &[write])
+                        .unwrap()
+                    {
+                        based_on.push(seen);
+                    } else {
+                        conflicts += 1;
+                    }
+                }
+                (based_on, conflicts)
+            })
+        })
+        .collect();
+    let mut based_on = Vec::new();
+    for h in handles {
+        based_on.extend(h.join().unwrap().0);
+    }
+    let commits = based_on.len();
+    let final_value: usize = store.get("wf", "n").unwrap().unwrap().parse().unwrap();
+    assert_eq!(final_value, commits, "lost update");
+    let distinct: HashSet<_> = based_on.iter().collect();
+    assert_eq!(distinct.len(), commits, "two commits based on the same read");
+    let grants = store.take_request(&s, 0, T0).unwrap().usage.grants;
+    assert_eq!(grants.get("op").copied(), Some(u32::try_from(commits).unwrap()));
+}
+
+// -------------------------------------------------------------- robustness
+
+#[test]
+fn a_poisoned_lock_is_a_state_error_not_a_panic() {
+    let store = Arc::new(MemoryStore::new());
+    let (s, handle) = session(&store, MINUTE);
+    let poisoner = store.clone();
+    let result = thread::spawn(move || {
+        let _guard = poisoner.inner.write().unwrap();
+        panic!("poison the lock");
+    })
+    .join();
+    assert!(result.is_err());
+
+    assert!(store.lookup_handle(&handle, T0).is_err());
+    assert!(store.get("wf-1", "k").is_err());
+    assert!(store.take_request(&s, 0, T0).is_err());
+    assert!(store.commit_allow("wf-1", &s.id, "op", &[], &[]).is_err());
+    assert!(store.create_session(new_session("wf", MINUTE), T0).is_err());
+    assert!(store.token_status("x", 0, true).is_err());
+    assert!(store.token_status("x", 0, false).is_err());
+    assert!(store.revoke_session(&s.id).is_err());
+    assert!(store.list_sessions(T0).is_err());
+    assert!(format!("{store:?}").contains("poisoned"));
+}
+
+#[test]
+fn a_store_is_usable_as_the_engines_workflow_state() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let (s, _) = store.create_session(new_session("wf", MINUTE), T0).unwrap();
+    assert!(
+        store
+            .commit_allow("wf", &s.id, "op", &[], &[set("k", "v")])
+            .unwrap()
+    );
+    let view: Arc<dyn WorkflowState> = store.clone();
+    assert_eq!(view.get("wf", "k").unwrap().as_deref(), Some("v"));
+}
