@@ -438,7 +438,7 @@ impl Config {
         if self.admin.token_file.is_some() && self.admin.token_env.is_some() {
             return Err(("admin".into(), "give token_file or token_env, not both".into()));
         }
-        if self.listen.proxy == self.listen.admin {
+        if self.listen.proxy == self.listen.admin && self.listen.proxy.port() != 0 {
             return Err(("listen.admin".into(), "must differ from listen.proxy".into()));
         }
         if self.roles.is_empty() {

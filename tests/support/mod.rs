@@ -2,6 +2,8 @@
 //! source (once per test binary) and runs the real `airlock` binary.
 #![allow(dead_code)]
 
+pub mod e2e;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

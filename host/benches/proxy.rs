@@ -1,0 +1,650 @@
+//! Load through the proxy, end to end on loopback.
+//!
+//! Run: `cargo bench -p airlock --bench proxy`
+//!
+//! Three scenarios, measured in the same run, each with 64 concurrent
+//! keep-alive HTTP/1 connections (one task per connection, requests sent
+//! back to back) for a warm-up that is not counted and then a measured
+//! window; every loop is bounded by time and by a request count:
+//!
+//! 1. `direct`: the client calls a tiny upstream (200, ~200-byte JSON body);
+//! 2. `bare forwarder`: through a minimal hyper forwarder written here (no
+//!    policy, no token, no audit): the baseline for a proxy hop;
+//! 3. `airlock`: through Airlock started in-process from a config, with the
+//!    real `crash-tracker` policy evaluated and a token minted, recorded,
+//!    injected and audited on every request.
+//!
+//! Latency is taken per request at the client (send to last body byte). All
+//! servers and the client share one multi-threaded tokio runtime (one worker
+//! per core), so every scenario runs under the same CPU contention. A second,
+//! shorter pass with a single connection gives the latency without queueing.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::header::{HOST, HeaderMap, HeaderValue, PROXY_AUTHORIZATION};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+
+use airlock::config::Config;
+use airlock::server::{Airlock, bind};
+use airlock::state::NewSession;
+
+/// Concurrent keep-alive connections of the main pass.
+const CONNECTIONS: usize = 64;
+const WARM_UP: Duration = Duration::from_secs(2);
+const MEASURE: Duration = Duration::from_secs(8);
+/// The single-connection pass: latency without queueing.
+const QUIET_WARM_UP: Duration = Duration::from_secs(1);
+const QUIET_MEASURE: Duration = Duration::from_secs(3);
+/// Upper bound on requests per connection (warm-up included), whatever the time.
+const MAX_REQUESTS_PER_CONNECTION: u64 = 200_000;
+/// A request slower than this counts as an error and ends its connection.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time given to all connections to connect before the clock starts.
+const CONNECT_GRACE: Duration = Duration::from_millis(300);
+
+/// The upstream's answer: a small JSON crash report (200 bytes).
+const UPSTREAM_BODY: &str = concat!(
+    r#"{"id":"42","service":"crash-reporting","signal":"SIGSEGV","frame":"render_frame","#,
+    r#""count":1873,"first_seen":"2025-05-01T09:12:44Z","last_seen":"2025-06-11T17:03:09Z","#,
+    r#""status":"open","assignee":null,"tags":["ui","gpu"]}"#
+);
+
+/// Headers a forwarder must not pass on (RFC 9110 §7.6.1), plus `host`.
+const HOP_BY_HOP: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "content-length",
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+// ---------------------------------------------------------------- servers
+
+/// Serve HTTP/1 keep-alive connections with `handler` until the runtime stops.
+async fn serve<F, Fut>(listener: TcpListener, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let answer = handler(req);
+                async move { Ok::<_, Infallible>(answer.await) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn status_only(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
+
+/// The tiny upstream: 200 and the JSON body for anything. It ignores the
+/// request (including any `Authorization`), but counts the bearer tokens it
+/// was given so the airlock scenario can show that tokens were injected.
+async fn start_upstream(tokens_seen: Arc<AtomicU64>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    tokio::spawn(serve(listener, move |req: Request<Incoming>| {
+        let bearer = req
+            .headers()
+            .get("authorization")
+            .is_some_and(|v| v.as_bytes().starts_with(b"Bearer ey"));
+        if bearer {
+            tokens_seen.fetch_add(1, Ordering::Relaxed);
+        }
+        async move {
+            let mut response = Response::new(Full::new(Bytes::from_static(UPSTREAM_BODY.as_bytes())));
+            response
+                .headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            response
+        }
+    }));
+    addr
+}
+
+type ForwardClient = Client<HttpConnector, Full<Bytes>>;
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// The baseline proxy hop: buffer the request, forward method, path, query,
+/// headers and body to the upstream over a pooled keep-alive client, buffer
+/// the response and return it. Airlock also buffers both bodies.
+async fn forward(
+    client: ForwardClient,
+    upstream: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return status_only(StatusCode::BAD_REQUEST);
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    let mut builder = Request::builder()
+        .method(parts.method)
+        .uri(format!("http://{upstream}{path}"));
+    if let Some(h) = builder.headers_mut() {
+        *h = headers;
+    }
+    let Ok(upstream_request) = builder.body(Full::new(body)) else {
+        return status_only(StatusCode::BAD_REQUEST);
+    };
+    let Ok(response) = client.request(upstream_request).await else {
+        return status_only(StatusCode::BAD_GATEWAY);
+    };
+    let (mut parts, body) = response.into_parts();
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return status_only(StatusCode::BAD_GATEWAY);
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    let mut out = Response::new(Full::new(body));
+    *out.status_mut() = parts.status;
+    *out.headers_mut() = parts.headers;
+    out
+}
+
+async fn start_forwarder(upstream: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind forwarder");
+    let addr = listener.local_addr().expect("forwarder address");
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: ForwardClient = Client::builder(TokioExecutor::new()).build(connector);
+    tokio::spawn(serve(listener, move |req| forward(client.clone(), upstream, req)));
+    addr
+}
+
+/// What the airlock scenario keeps alive: its temp dir (config, data,
+/// policies, audit log) and the running instance.
+struct AirlockUnderTest {
+    dir: tempfile::TempDir,
+    airlock: Arc<Airlock>,
+    proxy: SocketAddr,
+    handle: String,
+}
+
+fn toml_string(s: &Path) -> String {
+    toml::Value::String(s.display().to_string()).to_string()
+}
+
+/// Airlock from a real config: one service in front of the tiny upstream,
+/// the crash-tracker role unlimited in rate, the policy built from source.
+async fn start_airlock(upstream: SocketAddr, component: &Path) -> AirlockUnderTest {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).expect("policies dir");
+    std::fs::copy(component, policies.join("crash-tracker.wasm")).expect("copy the component");
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, "bench-admin-token-0123456789abcdef").expect("admin token");
+    let text = format!(
+        r#"
+[admin]
+token_file = {token_file}
+
+[data]
+dir = {data}
+
+[policies]
+dir = {policies}
+watch = false
+
+[services.crash-reporting]
+upstream = "http://{upstream}"
+routes = [
+  {{ op = "crashes.read", method = "GET", path = "/crashes/{{id}}" }},
+]
+
+[roles.crash-tracker]
+policy = "crash-tracker.wasm"
+services = ["crash-reporting"]
+limits = {{ requests_per_minute = 0 }}
+"#,
+        token_file = toml_string(&token_file),
+        data = toml_string(&dir.path().join("data")),
+        policies = toml_string(&policies),
+    );
+    let config_path = dir.path().join("airlock.toml");
+    std::fs::write(&config_path, &text).expect("write config");
+    let mut config = Config::load(&config_path).unwrap_or_else(|e| panic!("config: {e}"));
+    // Both planes on ephemeral loopback ports. (The config check refuses
+    // equal addresses, which is right for fixed ports; with port 0 each
+    // listener gets its own, so the addresses are set after parsing.)
+    config.listen.proxy = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.listen.admin = SocketAddr::from(([127, 0, 0, 1], 0));
+    let airlock = Airlock::start(config).unwrap_or_else(|e| panic!("starting airlock: {e:#}"));
+    let (bound, serving) = bind(airlock.clone())
+        .await
+        .unwrap_or_else(|e| panic!("binding airlock: {e:#}"));
+    tokio::spawn(serving);
+    let (_, handle) = airlock
+        .store
+        .create_session(
+            NewSession {
+                agent: "bench-agent".into(),
+                role: "crash-tracker".into(),
+                workflow: "wf-bench".into(),
+                on_behalf_of: None,
+                intent: Some("load benchmark".into()),
+                ttl: Duration::from_secs(3600),
+            },
+            airlock::proxy::now_ms(),
+        )
+        .unwrap_or_else(|e| panic!("creating the session: {e}"));
+    AirlockUnderTest {
+        dir,
+        airlock,
+        proxy: bound.proxy,
+        handle,
+    }
+}
+
+// ---------------------------------------------------------------- client
+
+/// What one scenario sends, to where.
+#[derive(Clone)]
+struct Target {
+    name: &'static str,
+    addr: SocketAddr,
+    path: &'static str,
+    /// `Proxy-Authorization` (sent to every scenario; the others drop it).
+    auth: HeaderValue,
+}
+
+/// When to start counting and when to stop sending.
+#[derive(Clone, Copy)]
+struct Clock {
+    start: Instant,
+    measure_from: Instant,
+    stop: Instant,
+}
+
+#[derive(Default)]
+struct ConnectionResult {
+    /// Per measured request, send to last body byte, in nanoseconds.
+    latencies: Vec<u64>,
+    /// Measured responses that were not 200 with the upstream's body.
+    errors: u64,
+    /// A few of them, to print.
+    examples: Vec<String>,
+    last_done: Option<Instant>,
+    hit_cap: bool,
+    broken: Option<String>,
+}
+
+async fn exchange(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    target: &Target,
+) -> Result<(StatusCode, Bytes), String> {
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("connection not ready: {e}"))?;
+    let request = Request::get(target.path)
+        .header(HOST, target.addr.to_string())
+        .header(PROXY_AUTHORIZATION, target.auth.clone())
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}
+
+async fn connect(
+    addr: SocketAddr,
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One keep-alive connection sending requests back to back until the clock
+/// stops or the request cap is reached.
+async fn drive(target: Target, clock: Clock) -> ConnectionResult {
+    let mut result = ConnectionResult {
+        latencies: Vec::with_capacity(16 * 1024),
+        ..ConnectionResult::default()
+    };
+    let mut sender = match connect(target.addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            result.broken = Some(format!("connect: {e}"));
+            return result;
+        }
+    };
+    tokio::time::sleep_until(clock.start.into()).await;
+    let mut sent = 0u64;
+    loop {
+        let started = Instant::now();
+        if started >= clock.stop {
+            break;
+        }
+        if sent >= MAX_REQUESTS_PER_CONNECTION {
+            result.hit_cap = true;
+            break;
+        }
+        sent += 1;
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, exchange(&mut sender, &target)).await;
+        let done = Instant::now();
+        let measured = started >= clock.measure_from;
+        let problem = match outcome {
+            Ok(Ok((StatusCode::OK, body))) if body == UPSTREAM_BODY.as_bytes() => None,
+            Ok(Ok((status, body))) => Some(format!("{status}: {}", String::from_utf8_lossy(&body))),
+            Ok(Err(e)) => {
+                result.broken = Some(e);
+                break;
+            }
+            Err(_) => {
+                result.broken = Some(format!("no answer within {REQUEST_TIMEOUT:?}"));
+                break;
+            }
+        };
+        if measured {
+            result.latencies.push((done - started).as_nanos() as u64);
+            result.last_done = Some(done);
+            if let Some(p) = problem {
+                result.errors += 1;
+                if result.examples.len() < 3 {
+                    result.examples.push(p);
+                }
+            }
+        }
+    }
+    result
+}
+
+/// One scenario's numbers.
+struct Measured {
+    name: &'static str,
+    connections: usize,
+    requests: u64,
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    errors: u64,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(sorted[((sorted.len() - 1) as f64 * p).round() as usize])
+}
+
+/// One request, checked: the scenario must serve the upstream's answer.
+async fn check_once(target: &Target) {
+    let mut sender = connect(target.addr)
+        .await
+        .unwrap_or_else(|e| panic!("{}: connect: {e}", target.name));
+    let (status, body) = exchange(&mut sender, target)
+        .await
+        .unwrap_or_else(|e| panic!("{}: first request failed: {e}", target.name));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}: the first response must be 200, got: {}",
+        target.name,
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(
+        body,
+        UPSTREAM_BODY.as_bytes(),
+        "{}: the first response must carry the upstream's body",
+        target.name
+    );
+}
+
+async fn run(target: &Target, connections: usize, warm_up: Duration, measure: Duration) -> Measured {
+    check_once(target).await;
+    let start = Instant::now() + CONNECT_GRACE;
+    let clock = Clock {
+        start,
+        measure_from: start + warm_up,
+        stop: start + warm_up + measure,
+    };
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| tokio::spawn(drive(target.clone(), clock)))
+        .collect();
+    let mut latencies = Vec::new();
+    let (mut errors, mut examples, mut last_done) = (0u64, Vec::new(), clock.measure_from);
+    let (mut capped, mut broken) = (0usize, Vec::new());
+    for task in tasks {
+        let r = task.await.expect("connection task");
+        latencies.extend_from_slice(&r.latencies);
+        errors += r.errors;
+        examples.extend(r.examples);
+        last_done = last_done.max(r.last_done.unwrap_or(last_done));
+        capped += usize::from(r.hit_cap);
+        broken.extend(r.broken);
+    }
+    latencies.sort_unstable();
+    // Requests in flight at the stop finish a little later: the window ends
+    // with the last measured response (or earlier, if every connection hit
+    // its request cap).
+    let window = (last_done - clock.measure_from).as_secs_f64().max(1e-9);
+    let m = Measured {
+        name: target.name,
+        connections,
+        requests: latencies.len() as u64,
+        per_second: latencies.len() as f64 / window,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        max: percentile(&latencies, 1.0),
+        errors,
+    };
+    println!(
+        "  {:<15} {:>2} conn  {:>9.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  non-200 {}",
+        m.name,
+        m.connections,
+        m.per_second,
+        micros(m.p50),
+        micros(m.p99),
+        m.errors
+    );
+    for e in examples.iter().take(3) {
+        println!("      non-200 example: {e}");
+    }
+    if capped > 0 {
+        println!(
+            "      note: {capped} connection(s) stopped at the {MAX_REQUESTS_PER_CONNECTION}-request cap"
+        );
+    }
+    if !broken.is_empty() {
+        println!("      {} connection(s) broke, first: {}", broken.len(), broken[0]);
+    }
+    m
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+// ---------------------------------------------------------------- report
+
+fn table(rows: &[Measured]) {
+    println!(
+        "\n{:<16} {:>5} {:>10} {:>11} {:>10} {:>10} {:>10} {:>8}",
+        "scenario", "conns", "requests", "req/s", "p50 µs", "p99 µs", "max µs", "non-200"
+    );
+    for m in rows {
+        println!(
+            "{:<16} {:>5} {:>10} {:>11.0} {:>10.1} {:>10.1} {:>10.1} {:>8}",
+            m.name,
+            m.connections,
+            m.requests,
+            m.per_second,
+            micros(m.p50),
+            micros(m.p99),
+            micros(m.max),
+            m.errors
+        );
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok" } else { "MISSED" }
+}
+
+fn compare(direct: &Measured, bare: &Measured, airlock: &Measured, with_targets: bool) {
+    let share = airlock.per_second / bare.per_second.max(1e-9) * 100.0;
+    let added_p50 = micros(airlock.p50) - micros(direct.p50);
+    let added_p99 = micros(airlock.p99) - micros(direct.p99);
+    let bare_p50 = micros(bare.p50) - micros(direct.p50);
+    let bare_p99 = micros(bare.p99) - micros(direct.p99);
+    let conns = airlock.connections;
+    if with_targets {
+        println!(
+            "  airlock / bare forwarder throughput ({conns} conn): {share:>6.1} %   (target ≥ 80 %)   {}",
+            verdict(share >= 80.0)
+        );
+        println!(
+            "  added p50, airlock − direct     ({conns} conn): {added_p50:>8.1} µs (target ≤ 100 µs) {}",
+            verdict(added_p50 <= 100.0)
+        );
+        println!(
+            "  added p99, airlock − direct     ({conns} conn): {added_p99:>8.1} µs (target ≤ 500 µs) {}",
+            verdict(added_p99 <= 500.0)
+        );
+    } else {
+        println!("  airlock / bare forwarder throughput ({conns} conn): {share:>6.1} %");
+        println!("  added p50, airlock − direct     ({conns} conn): {added_p50:>8.1} µs");
+        println!("  added p99, airlock − direct     ({conns} conn): {added_p99:>8.1} µs");
+    }
+    println!(
+        "  (for scale, bare forwarder − direct: p50 {bare_p50:.1} µs, p99 {bare_p99:.1} µs, {conns} conn)"
+    );
+}
+
+fn main() {
+    // Built before the clock starts (cached in target/wasm-policies).
+    let target_dir = root().join("target/wasm-policies");
+    let component = airlock::build::build_policy(&root().join("policies/crash-tracker"), Some(&target_dir))
+        .unwrap_or_else(|e| panic!("building crash-tracker: {e}"));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let workers = runtime.metrics().num_workers();
+    runtime.block_on(async {
+        let tokens_seen = Arc::new(AtomicU64::new(0));
+        let upstream = start_upstream(tokens_seen.clone()).await;
+        let forwarder = start_forwarder(upstream).await;
+        let under_test = start_airlock(upstream, &component).await;
+        let auth = HeaderValue::from_str(&format!("Bearer {}", under_test.handle)).expect("handle header");
+        let targets = [
+            Target {
+                name: "direct",
+                addr: upstream,
+                path: "/crashes/42",
+                auth: auth.clone(),
+            },
+            Target {
+                name: "bare forwarder",
+                addr: forwarder,
+                path: "/crashes/42",
+                auth: auth.clone(),
+            },
+            Target {
+                name: "airlock",
+                addr: under_test.proxy,
+                path: "/crash-reporting/crashes/42",
+                auth,
+            },
+        ];
+
+        println!(
+            "proxy load: one tokio runtime with {workers} workers for client and servers; \
+             {CONNECTIONS} keep-alive connections, {WARM_UP:?} warm-up + {MEASURE:?} measured per scenario"
+        );
+        let mut loaded = Vec::new();
+        for target in &targets {
+            let tokens_before = tokens_seen.load(Ordering::Relaxed);
+            loaded.push(run(target, CONNECTIONS, WARM_UP, MEASURE).await);
+            if target.name == "airlock" {
+                println!(
+                    "      upstream saw {} injected bearer tokens",
+                    tokens_seen.load(Ordering::Relaxed) - tokens_before
+                );
+            }
+        }
+        println!("single connection: {QUIET_WARM_UP:?} warm-up + {QUIET_MEASURE:?} measured per scenario");
+        let mut quiet = Vec::new();
+        for target in &targets {
+            quiet.push(run(target, 1, QUIET_WARM_UP, QUIET_MEASURE).await);
+        }
+
+        let audit = under_test.airlock.config.audit_log_path();
+        let audit_bytes = std::fs::metadata(&audit).map(|m| m.len()).unwrap_or(0);
+        loaded.extend(quiet);
+        table(&loaded);
+        println!();
+        compare(&loaded[0], &loaded[1], &loaded[2], true);
+        compare(&loaded[3], &loaded[4], &loaded[5], false);
+        println!(
+            "  audit log: {:.1} MiB written ({})",
+            audit_bytes as f64 / (1 << 20) as f64,
+            audit.display()
+        );
+        let failures: u64 = loaded.iter().map(|m| m.errors).sum();
+        if failures > 0 {
+            println!("  WARNING: {failures} non-200 responses (see above): the numbers are not valid");
+        }
+        drop(under_test.dir);
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
