@@ -25,6 +25,9 @@ pub enum SessionCommand {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+        /// Print only the session handle (for scripts).
+        #[arg(long)]
+        handle_only: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -84,13 +87,23 @@ pub fn session(cmd: SessionCommand) -> ExitCode {
             on_behalf_of,
             intent,
             ttl,
+            handle_only,
             admin,
-        } => print(admin.call(
-            "POST",
-            "/v1/sessions",
-            Some(json!({ "agent": agent, "role": role, "workflow": workflow,
-                          "on_behalf_of": on_behalf_of, "intent": intent, "ttl_s": ttl })),
-        )),
+        } => {
+            let created = admin.call(
+                "POST",
+                "/v1/sessions",
+                Some(json!({ "agent": agent, "role": role, "workflow": workflow,
+                              "on_behalf_of": on_behalf_of, "intent": intent, "ttl_s": ttl })),
+            );
+            match created {
+                Ok(v) if handle_only => {
+                    println!("{}", v["handle"].as_str().unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                other => print(other),
+            }
+        }
         SessionCommand::Revoke { id, admin } => {
             print(admin.call("DELETE", &format!("/v1/sessions/{id}"), None))
         }
