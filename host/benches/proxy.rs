@@ -50,8 +50,9 @@ const MEASURE: Duration = Duration::from_secs(8);
 /// The single-connection pass: latency without queueing.
 const QUIET_WARM_UP: Duration = Duration::from_secs(1);
 const QUIET_MEASURE: Duration = Duration::from_secs(3);
-/// Upper bound on requests per connection (warm-up included), whatever the time.
-const MAX_REQUESTS_PER_CONNECTION: u64 = 200_000;
+/// Upper bound on the requests of one scenario (warm-up included), whatever
+/// the time; each connection gets an equal share.
+const MAX_REQUESTS: u64 = 4_000_000;
 /// A request slower than this counts as an error and ends its connection.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time given to all connections to connect before the clock starts.
@@ -302,13 +303,15 @@ struct Clock {
     start: Instant,
     measure_from: Instant,
     stop: Instant,
+    cap_per_connection: u64,
 }
 
 #[derive(Default)]
 struct ConnectionResult {
     /// Per measured request, send to last body byte, in nanoseconds.
     latencies: Vec<u64>,
-    /// Measured responses that were not 200 with the upstream's body.
+    /// Measured requests that did not get 200 with the upstream's body
+    /// (a broken connection counts once).
     errors: u64,
     /// A few of them, to print.
     examples: Vec<String>,
@@ -372,7 +375,7 @@ async fn drive(target: Target, clock: Clock) -> ConnectionResult {
         if started >= clock.stop {
             break;
         }
-        if sent >= MAX_REQUESTS_PER_CONNECTION {
+        if sent >= clock.cap_per_connection {
             result.hit_cap = true;
             break;
         }
@@ -384,10 +387,12 @@ async fn drive(target: Target, clock: Clock) -> ConnectionResult {
             Ok(Ok((StatusCode::OK, body))) if body == UPSTREAM_BODY.as_bytes() => None,
             Ok(Ok((status, body))) => Some(format!("{status}: {}", String::from_utf8_lossy(&body))),
             Ok(Err(e)) => {
+                result.errors += u64::from(measured);
                 result.broken = Some(e);
                 break;
             }
             Err(_) => {
+                result.errors += u64::from(measured);
                 result.broken = Some(format!("no answer within {REQUEST_TIMEOUT:?}"));
                 break;
             }
@@ -455,6 +460,7 @@ async fn run(target: &Target, connections: usize, warm_up: Duration, measure: Du
         start,
         measure_from: start + warm_up,
         stop: start + warm_up + measure,
+        cap_per_connection: MAX_REQUESTS / connections as u64,
     };
     let tasks: Vec<_> = (0..connections)
         .map(|_| tokio::spawn(drive(target.clone(), clock)))
@@ -500,7 +506,7 @@ async fn run(target: &Target, connections: usize, warm_up: Duration, measure: Du
     }
     if capped > 0 {
         println!(
-            "      note: {capped} connection(s) stopped at the {MAX_REQUESTS_PER_CONNECTION}-request cap"
+            "      note: {capped} connection(s) stopped at their share of the {MAX_REQUESTS}-request cap"
         );
     }
     if !broken.is_empty() {
@@ -569,6 +575,14 @@ fn compare(direct: &Measured, bare: &Measured, airlock: &Measured, with_targets:
     );
 }
 
+/// The 1-minute load average: other processes on the machine skew the numbers.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn main() {
     // Built before the clock starts (cached in target/wasm-policies).
     let target_dir = root().join("target/wasm-policies");
@@ -609,7 +623,9 @@ fn main() {
 
         println!(
             "proxy load: one tokio runtime with {workers} workers for client and servers; \
-             {CONNECTIONS} keep-alive connections, {WARM_UP:?} warm-up + {MEASURE:?} measured per scenario"
+             {CONNECTIONS} keep-alive connections, {WARM_UP:?} warm-up + {MEASURE:?} measured per scenario \
+             (load average before: {})",
+            load_average()
         );
         let mut loaded = Vec::new();
         for target in &targets {
@@ -617,7 +633,7 @@ fn main() {
             loaded.push(run(target, CONNECTIONS, WARM_UP, MEASURE).await);
             if target.name == "airlock" {
                 println!(
-                    "      upstream saw {} injected bearer tokens",
+                    "      upstream saw {} injected bearer tokens (warm-up included)",
                     tokens_seen.load(Ordering::Relaxed) - tokens_before
                 );
             }

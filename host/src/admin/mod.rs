@@ -307,7 +307,11 @@ async fn create_session(ctx: &Airlock, request: Request<Incoming>, actor: &str) 
         "agent={} role={} workflow={}",
         session.agent, session.role, session.workflow
     );
-    audit(ctx, "session.create", actor, &session.id, Some(detail))?;
+    if let Err(refused) = audit(ctx, "session.create", actor, &session.id, Some(detail)) {
+        // An unaudited session must not be usable.
+        let _ = ctx.store.revoke_session(&session.id);
+        return Err(refused);
+    }
     Ok(reply(
         StatusCode::CREATED,
         json!({ "session": session, "handle": handle }),
