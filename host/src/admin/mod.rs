@@ -353,15 +353,20 @@ fn verified_claims(ctx: &Airlock, token: &str) -> Option<Value> {
     .ok()
 }
 
-async fn introspect(ctx: &Airlock, request: Request<Incoming>) -> Result<Reply, Reply> {
+/// The `token` parameter of an RFC 7662/7009 request.
+async fn token_of(request: Request<Incoming>) -> Result<String, Reply> {
     let body = body_bytes(request).await?;
-    let token = token_param(&body).ok_or_else(|| {
+    token_param(&body).ok_or_else(|| {
         error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "missing the `token` parameter",
         )
-    })?;
+    })
+}
+
+async fn introspect(ctx: &Airlock, request: Request<Incoming>) -> Result<Reply, Reply> {
+    let token = token_of(request).await?;
     let inactive = || reply(StatusCode::OK, json!({ "active": false }));
     let Some(mut claims) = verified_claims(ctx, &token) else {
         return Ok(inactive());
@@ -387,14 +392,7 @@ async fn introspect(ctx: &Airlock, request: Request<Incoming>) -> Result<Reply, 
 }
 
 async fn revoke(ctx: &Airlock, request: Request<Incoming>, actor: &str) -> Result<Reply, Reply> {
-    let body = body_bytes(request).await?;
-    let token = token_param(&body).ok_or_else(|| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "missing the `token` parameter",
-        )
-    })?;
+    let token = token_of(request).await?;
     // RFC 7009: the answer is 200 whether or not the token was known.
     if let Some(jti) =
         verified_claims(ctx, &token).and_then(|c| c.get("jti").and_then(Value::as_str).map(str::to_string))

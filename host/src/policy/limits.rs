@@ -42,6 +42,7 @@ pub(crate) mod bounds {
     /// Captured stdout+stderr of a WASI guest, per evaluation.
     pub const MAX_GUEST_OUTPUT: usize = 16 * 1024;
     /// Claims a policy can never set: registered JWT claims and Airlock's own.
+    /// The token service checks the same list when it mints.
     pub const RESERVED_CLAIMS: &[&str] = &[
         "iss",
         "sub",

@@ -16,6 +16,7 @@ mod verdict;
 
 pub use engine::{Engine, EngineConfig, Evaluation, LoadError, PolicyInfo, PolicyModule};
 pub use limits::Limits;
+pub use limits::bounds::RESERVED_CLAIMS;
 pub use registry::{PolicyDir, Registry, RegistryError, ReloadOutcome, RoleBinding, RolePolicy, Watcher};
 pub use state_view::{MemoryState, NoState, StateError, WorkflowState};
 pub use types::{

@@ -72,30 +72,10 @@ impl fmt::Debug for MintedToken {
     }
 }
 
-/// Claim names a policy can never set: the ones minted here, and names
-/// reserved for the host (kept in step with the policy engine's list).
-pub(crate) const RESERVED_CLAIMS: &[&str] = &[
-    "iss",
-    "sub",
-    "aud",
-    "exp",
-    "nbf",
-    "iat",
-    "jti",
-    "scope",
-    "act",
-    "role",
-    "session",
-    "workflow",
-    "obo",
-    "policy_digest",
-    "req",
-    "single_use",
-    "on_behalf_of",
-    "policy",
-    "cnf",
-    "client_id",
-];
+// Claim names a policy can never set: the ones minted here, and names
+// reserved for the host. One list, owned by the policy contract, which
+// refuses them in a verdict; minting refuses them again.
+use crate::policy::RESERVED_CLAIMS;
 
 /// The token lifetime: the smallest of the policy's grant, the role's
 /// maximum and the session's remaining life, in whole seconds (a token never
