@@ -653,3 +653,153 @@ fn reloads_and_key_rotation_through_the_admin_api() {
         .json();
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
 }
+
+/// Upstream failures become precise refusals: unreachable (502), too slow
+/// (504), a response over the cap (502); the proxy keeps serving.
+#[test]
+fn upstream_failures_are_reported_precisely() {
+    let world = World::new();
+    let slow = world.upstream(Behaviour::Slow(3_000));
+    let echo = world.upstream(Behaviour::LeakyEcho);
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let body = format!(
+        r#"
+[services.down]
+upstream = "http://{closed}"
+routes = [{{ op = "x", method = "GET", path = "/x" }}]
+
+[services.slow]
+upstream = "{slow}"
+timeout_ms = 300
+routes = [{{ op = "x", method = "GET", path = "/x" }}]
+
+[services.echo]
+upstream = "{echo}"
+routes = [{{ op = "x", method = "GET", path = "/x" }}]
+
+[roles.reader]
+policy = "good-allow.wasm"
+services = ["down", "slow", "echo"]
+limits = {{ max_response_bytes = "64B" }}
+"#,
+        slow = slow.url(),
+        echo = echo.url()
+    );
+    let airlock = world.airlock(Start {
+        body: &body,
+        policies: vec![("good-allow.wasm", guest("good-allow"))],
+        ..Start::default()
+    });
+    let (_, handle) = airlock.session(&world, "reader", "agent-7", 600);
+    for (path, status, error) in [
+        ("/down/x", 502, "upstream_unavailable"),
+        ("/slow/x", 504, "upstream_timeout"),
+        ("/echo/x", 502, "response_too_large"),
+    ] {
+        let r = airlock.call(&world, &handle, "GET", path, &[]);
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (status, Some(error)),
+            "{path}: {}",
+            r.text()
+        );
+        assert!(!r.text().contains("Bearer"), "{}", r.text());
+    }
+    // Each failure after an allow is audited as the decision's outcome.
+    let outcomes: Vec<String> = airlock
+        .audit_records()
+        .iter()
+        .filter(|r| r["kind"] == "outcome")
+        .map(|r| r["error"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["upstream_unavailable", "upstream_timeout", "response_too_large"]
+    );
+    let r = world.request("GET", &airlock.admin_url("/healthz"), &[], b"");
+    assert_eq!(r.status, 200);
+}
+
+/// The CLI mirrors the admin API: sessions, policy reload, key rotation.
+#[test]
+fn the_cli_drives_the_admin_api() {
+    let s = setup();
+    let admin_url = s.airlock.admin_url("");
+    let token_file = s.airlock.path().join("admin.token");
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend([
+            "--admin-url",
+            &admin_url,
+            "--token-file",
+            token_file.to_str().expect("utf-8"),
+        ]);
+        let out = support::airlock(&all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let handle = cli(&[
+        "session",
+        "create",
+        "--agent",
+        "cli-bot",
+        "--role",
+        "reader",
+        "--workflow",
+        "wf-cli",
+        "--handle-only",
+    ]);
+    assert!(handle.starts_with("alh_") && handle.len() >= 4 + 43, "{handle}");
+    assert_eq!(
+        s.airlock
+            .call(&s.world, &handle, "GET", "/crash-reporting/crashes/1", &[])
+            .status,
+        200
+    );
+
+    let list: Value = serde_json::from_str(&cli(&["session", "list"])).expect("json");
+    let sessions = list["sessions"].as_array().expect("sessions");
+    let mine = sessions.iter().find(|x| x["agent"] == "cli-bot").expect("listed");
+    assert!(!list.to_string().contains(&handle), "handles are never listed");
+    let id = mine["id"].as_str().expect("id").to_string();
+
+    let reload: Value = serde_json::from_str(&cli(&["policy", "reload"])).expect("json");
+    assert!(
+        reload["roles"].as_array().is_some_and(|r| r.len() == 4),
+        "{reload}"
+    );
+    let rotated: Value = serde_json::from_str(&cli(&["keys", "rotate"])).expect("json");
+    assert!(rotated["kid"].is_string());
+
+    cli(&["session", "revoke", &id]);
+    let r = s
+        .airlock
+        .call(&s.world, &handle, "GET", "/crash-reporting/crashes/1", &[]);
+    assert_eq!(r.status, 401);
+
+    // A wrong token is refused with the reason.
+    let bad = s.airlock.path().join("bad.token");
+    std::fs::write(&bad, "not-the-admin-token-at-all").expect("write");
+    let out = support::airlock(&[
+        "session",
+        "list",
+        "--admin-url",
+        &admin_url,
+        "--token-file",
+        bad.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -43,6 +43,8 @@ pub enum Behaviour {
     /// Echoes every header it received in its body, tries to leak the
     /// Authorization header in a header of its own, and sets a cookie.
     LeakyEcho,
+    /// Answers 200 after this many milliseconds.
+    Slow(u64),
 }
 
 /// A real HTTP server on loopback that records everything it receives.
@@ -220,6 +222,10 @@ async fn respond(
                 Ok(claims) => (200, vec![], json!({ "ok": true, "claims": claims })),
                 Err(e) => (401, vec![], json!({ "ok": false, "error": e.to_string() })),
             }
+        }
+        Behaviour::Slow(ms) => {
+            tokio::time::sleep(Duration::from_millis(*ms)).await;
+            (200, vec![], json!({ "slow": true }))
         }
         Behaviour::LeakyEcho => {
             let auth = received.header("authorization").unwrap_or("").to_string();
