@@ -71,6 +71,23 @@ pub struct Config {
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
     pub roles: BTreeMap<String, RoleConfig>,
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
+}
+
+/// Human approvals of escalated requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// How long an approval lives from the escalation: within it a person
+    /// must decide and the agent must use it.
+    pub ttl_s: u64,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig { ttl_s: 900 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -259,6 +276,11 @@ pub struct RoleConfig {
     pub services: Vec<String>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Budgets: the most grants of an operation one session may receive,
+    /// e.g. `{ "tasks.create" = 1 }`. Checked and counted atomically with
+    /// the decision; they do not refill within the session.
+    #[serde(default)]
+    pub grants_per_session: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -441,6 +463,12 @@ impl Config {
         if self.listen.proxy == self.listen.admin && self.listen.proxy.port() != 0 {
             return Err(("listen.admin".into(), "must differ from listen.proxy".into()));
         }
+        if self.approvals.ttl_s == 0 || self.approvals.ttl_s > 7 * 24 * 3600 {
+            return Err((
+                "approvals.ttl_s".into(),
+                "must be between 1 and 604800 (a week)".into(),
+            ));
+        }
         if self.roles.is_empty() {
             return Err(("roles".into(), "at least one role is needed".into()));
         }
@@ -481,6 +509,26 @@ impl Config {
                     key("limits.max_token_ttl_s"),
                     format!("must be between 1 and {MAX_TOKEN_TTL_S}"),
                 ));
+            }
+            for (op, limit) in &role.grants_per_session {
+                let known = role.services.iter().any(|svc| {
+                    self.services
+                        .get(svc)
+                        .is_some_and(|c| c.routes.iter().any(|r| &r.op == op))
+                });
+                if !known {
+                    return Err((
+                        key(&format!("grants_per_session.{op}")),
+                        "names no operation of the role's services".into(),
+                    ));
+                }
+                if *limit == 0 {
+                    return Err((
+                        key(&format!("grants_per_session.{op}")),
+                        "must be at least 1 (leave the operation out of the role's policy to forbid it)"
+                            .into(),
+                    ));
+                }
             }
             if l.policy_body_bytes.0 > l.max_body_bytes.0 {
                 return Err((
@@ -530,9 +578,20 @@ fn check_route_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("{path:?} must start with `/`"));
     }
-    for segment in path.split('/').skip(1) {
+    let count = path.split('/').skip(1).count();
+    for (i, segment) in path.split('/').skip(1).enumerate() {
         if segment.contains('{') || segment.contains('}') {
             let name = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+            // `{name*}`: the rest of the path, allowed as the last segment only.
+            let name = match name.and_then(|n| n.strip_suffix('*')) {
+                Some(_) if i + 1 != count => {
+                    return Err(format!(
+                        "segment {segment:?}: a {{name*}} placeholder must come last"
+                    ));
+                }
+                Some(n) => Some(n),
+                None => name,
+            };
             let ok = name.is_some_and(|n| {
                 !n.is_empty()
                     && n.bytes()
@@ -540,7 +599,7 @@ fn check_route_path(path: &str) -> Result<(), String> {
             });
             if !ok {
                 return Err(format!(
-                    "segment {segment:?}: a placeholder is a whole segment like {{name}}"
+                    "segment {segment:?}: a placeholder is a whole segment like {{name}} (or {{name*}} last)"
                 ));
             }
         }

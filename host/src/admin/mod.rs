@@ -9,6 +9,8 @@
 // built once and returned; boxing it would only add an allocation.
 #![allow(clippy::result_large_err)]
 
+mod exact;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -229,6 +231,22 @@ async fn route(ctx: &Airlock, request: Request<Incoming>) -> Result<Reply, Reply
             let state = ctx.store.workflow_state(&id).map_err(store_error)?;
             Ok(reply(StatusCode::OK, json!({ "workflow": id, "state": state })))
         }
+        (&Method::PATCH, ["v1", "workflows", id, "state"]) => {
+            let id = percent_decode(id).unwrap_or_default();
+            exact::set_state(ctx, request, &id, actor).await
+        }
+        (&Method::DELETE, ["v1", "workflows", id]) => {
+            let id = percent_decode(id).unwrap_or_default();
+            exact::revoke_workflow(ctx, &id, actor)
+        }
+        (&Method::GET, ["v1", "approvals"]) => exact::list_approvals(ctx, request.uri().query()),
+        (&Method::GET, ["v1", "approvals", id]) => {
+            exact::show_approval(ctx, &percent_decode(id).unwrap_or_default())
+        }
+        (&Method::POST, ["v1", "approvals", id, verb @ ("approve" | "deny")]) => {
+            let (id, approve) = (percent_decode(id).unwrap_or_default(), *verb == "approve");
+            exact::decide(ctx, request, &id, approve, actor).await
+        }
         _ => Err(error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -292,6 +310,13 @@ async fn create_session(ctx: &Airlock, request: Request<Incoming>, actor: &str) 
             StatusCode::BAD_REQUEST,
             "bad_request",
             format!("ttl_s must be between 1 and {max}"),
+        ));
+    }
+    if ctx.store.workflow_revoked(&req.workflow).map_err(store_error)? {
+        return Err(error(
+            StatusCode::CONFLICT,
+            "workflow_revoked",
+            format!("workflow {:?} was revoked; start a new workflow", req.workflow),
         ));
     }
     let new = NewSession {

@@ -33,6 +33,8 @@ pub struct DecisionRecord {
     pub token_jti: Option<String>,
     pub token_scope: Option<String>,
     pub token_ttl_s: Option<u64>,
+    /// The human approval this decision created (escalate) or used (allow).
+    pub approval_id: Option<String>,
     pub upstream_status: Option<u16>,
     /// Response bytes returned to the agent.
     pub bytes: Option<u64>,

@@ -30,6 +30,7 @@ fn decision(i: u64) -> AuditEvent {
         token_jti: Some(format!("jti-{i}")),
         token_scope: Some("issues:read".into()),
         token_ttl_s: Some(60),
+        approval_id: None,
         upstream_status: Some(200),
         bytes: Some(u64::MAX),
         latency_micros: 420,
@@ -317,7 +318,7 @@ fn a_failed_write_is_an_error_and_so_is_every_later_one() {
 fn records_name_tokens_but_never_hold_one() {
     let (_dir, path) = log_of(1);
     let keys: BTreeSet<String> = parse(&read_lines(&path)[0]).keys().cloned().collect();
-    let expected = "agent bytes decision_id error eval_micros fuel hash kind latency_micros method \
+    let expected = "agent approval_id bytes decision_id error eval_micros fuel hash kind latency_micros method \
         on_behalf_of operation path policy_digest policy_name prev reason role seq service session \
         time token_jti token_scope token_ttl_s upstream_status verdict workflow";
     assert_eq!(keys, expected.split_whitespace().map(str::to_string).collect());

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cases;
 mod config;
+mod exact;
 mod ops;
 mod policy;
 mod remote;
@@ -43,6 +44,12 @@ enum Command {
     /// Verify and read the audit log.
     #[command(subcommand)]
     Audit(ops::AuditCommand),
+    /// Decide on escalated requests (through the admin API).
+    #[command(subcommand)]
+    Approvals(exact::ApprovalsCommand),
+    /// Read, set and revoke workflows (through the admin API).
+    #[command(subcommand)]
+    Workflow(exact::WorkflowCommand),
 }
 
 pub fn init_tracing() {
@@ -62,5 +69,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Session(cmd) => ops::session(cmd),
         Command::Keys(cmd) => ops::keys(cmd),
         Command::Audit(cmd) => ops::audit(cmd),
+        Command::Approvals(cmd) => exact::approvals(cmd),
+        Command::Workflow(cmd) => exact::workflow(cmd),
     }
 }

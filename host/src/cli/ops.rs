@@ -65,7 +65,7 @@ pub enum AuditCommand {
     },
 }
 
-fn print(result: Result<serde_json::Value, String>) -> ExitCode {
+pub(super) fn print(result: Result<serde_json::Value, String>) -> ExitCode {
     match result {
         Ok(v) => {
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());

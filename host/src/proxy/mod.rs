@@ -5,6 +5,7 @@
 //! writes the audit record. It is the only module that speaks HTTP to agents
 //! and upstreams.
 
+mod approval;
 mod headers;
 mod pipeline;
 mod reply;

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Request, Response};
 
+use super::approval::{APPROVAL_HEADER, approval_for, escalate, request_hash};
 use super::headers::{for_policy, header_name, redact, sanitize_request, scrub_response};
 use super::reply::{Refusal, refusal};
 use super::route::parse_query;
@@ -21,21 +22,28 @@ use super::upstream::Service;
 use crate::audit::{AuditEvent, DecisionRecord, OutcomeRecord};
 use crate::policy::{Action, Pairs, PolicyRequest, Principal, Verdict};
 use crate::server::Airlock;
-use crate::state::{Session, SessionLookup, TokenRecord};
+use crate::state::{Commit, CommitOutcome, Session, SessionLookup, TokenRecord};
 use crate::token::{MintedToken, TokenRequest, effective_ttl, request_binding};
 
+/// How often a decision is re-evaluated when the workflow state it read
+/// changed before it could commit (another agent's allow got in between).
+const MAX_ATTEMPTS: u32 = 4;
+
 /// A request the proxy will not (or could not) serve.
-struct Refused {
-    refusal: Refusal,
-    reason: String,
-    retry_after_s: Option<u64>,
+pub(super) struct Refused {
+    pub(super) refusal: Refusal,
+    pub(super) reason: String,
+    pub(super) retry_after_s: Option<u64>,
+    /// Extra fields of the JSON answer (approval id, budget).
+    pub(super) extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-fn refused(refusal: Refusal, reason: impl Into<String>) -> Refused {
+pub(super) fn refused(refusal: Refusal, reason: impl Into<String>) -> Refused {
     Refused {
         refusal,
         reason: reason.into(),
         retry_after_s: None,
+        extra: None,
     }
 }
 
@@ -96,9 +104,16 @@ pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<F
                     "the audit log is unavailable",
                     &decision_id,
                     None,
+                    None,
                 );
             }
-            refusal(r.refusal, &r.reason, &decision_id, r.retry_after_s)
+            refusal(
+                r.refusal,
+                &r.reason,
+                &decision_id,
+                r.retry_after_s,
+                r.extra.as_ref(),
+            )
         }
     }
 }
@@ -221,14 +236,30 @@ async fn serve(
         return Err(Refused {
             refusal: Refusal::RateLimited,
             reason: format!(
-                "{} requests per minute for role {}",
+                "budget requests_per_minute: {} requests per minute for role {}; it refills in {retry} s",
                 limits.requests_per_minute, session.role
             ),
             retry_after_s: Some(retry),
+            extra: budget_fields("requests_per_minute", limits.requests_per_minute, Some(retry)),
         });
     }
 
-    // 4. The policy, on what the agent sent minus its identity headers.
+    // 4. A human approval the agent presents must be for exactly this request.
+    let hash = request_hash(&session, service_name, &method, rest, &query, &body);
+    let approval = match parts.headers.get(APPROVAL_HEADER) {
+        None => None,
+        Some(value) => {
+            let id = value
+                .to_str()
+                .map_err(|_| refused(Refusal::ApprovalInvalid, "the approval id is not text"))?
+                .trim()
+                .to_string();
+            record.approval_id = Some(id.clone());
+            Some(approval_for(ctx, &id, &session, &hash, now)?)
+        }
+    };
+
+    // 5. The policy, on what the agent sent minus its identity headers.
     let headers = sanitize_request(&parts.headers);
     let policy_body_len = body.len().min(limits.policy_body_bytes.0);
     let policy_request = Arc::new(PolicyRequest {
@@ -252,7 +283,7 @@ async fn serve(
             body_truncated: policy_body_len < body.len(),
         },
         usage: rate.usage.clone(),
-        approval: None,
+        approval,
     });
     let policy = ctx.registry.get(&session.role).ok_or_else(|| {
         refused(
@@ -260,49 +291,89 @@ async fn serve(
             format!("no policy is loaded for role {}", session.role),
         )
     })?;
-    let evaluation = policy
-        .module
-        .clone()
-        .evaluate_async(policy_request, ctx.store.clone(), policy.binding.limits)
-        .await;
     let info = policy.module.info();
     record.policy_name = Some(info.name.clone());
     record.policy_digest = Some(info.digest.clone());
-    record.fuel = Some(evaluation.fuel_used);
-    record.eval_micros = Some(evaluation.elapsed.as_micros() as u64);
-    for log in &evaluation.logs {
-        tracing::info!(policy = %info.name, decision = %record.decision_id, level = ?log.level, fields = ?log.fields, "{}", log.message);
-    }
-    let grant = match evaluation.verdict {
-        Verdict::Allow(grant) => grant,
-        Verdict::Deny(reason) => return Err(refused(Refusal::Denied, reason)),
-        Verdict::Escalate(reason) => return Err(refused(Refusal::Escalated, reason)),
+    // 6. Decide and commit state, budget and approval together; a decision
+    // whose reads went stale before it could commit is taken again.
+    let mut attempt = 0;
+    let (grant, ttl) = loop {
+        attempt += 1;
+        let evaluation = policy
+            .module
+            .clone()
+            .evaluate_async(policy_request.clone(), ctx.store.clone(), policy.binding.limits)
+            .await;
+        record.fuel = Some(evaluation.fuel_used);
+        record.eval_micros = Some(evaluation.elapsed.as_micros() as u64);
+        for log in &evaluation.logs {
+            tracing::info!(policy = %info.name, decision = %record.decision_id, level = ?log.level, fields = ?log.fields, "{}", log.message);
+        }
+        let grant = match evaluation.verdict {
+            Verdict::Allow(grant) => grant,
+            Verdict::Deny(reason) => return Err(refused(Refusal::Denied, reason)),
+            Verdict::Escalate(reason) => {
+                return Err(escalate(
+                    ctx,
+                    &session,
+                    &route.operation,
+                    &method,
+                    rest,
+                    hash,
+                    reason,
+                    record,
+                    now,
+                ));
+            }
+        };
+        let ttl = effective_ttl(grant.ttl_seconds, limits.max_token_ttl_s, session.remaining(now));
+        if ttl.is_zero() {
+            return Err(refused(
+                Refusal::Denied,
+                "the session's remaining life is too short for a token",
+            ));
+        }
+        let outcome = ctx
+            .store
+            .commit_allow(&Commit {
+                workflow: &session.workflow,
+                session_id: &session.id,
+                operation: &route.operation,
+                reads: &evaluation.state_reads,
+                writes: &evaluation.state_writes,
+                max_grants: role.grants_per_session.get(&route.operation).copied(),
+                approval: policy_request.approval.as_ref().map(|a| a.id.as_str()),
+                now_ms: now,
+            })
+            .map_err(|e| refused(Refusal::Unavailable, format!("state store unavailable: {e}")))?;
+        match outcome {
+            CommitOutcome::Committed => break (grant, ttl),
+            CommitOutcome::StateChanged if attempt < MAX_ATTEMPTS => continue,
+            CommitOutcome::StateChanged => {
+                return Err(refused(
+                    Refusal::Conflict,
+                    "the workflow state kept changing while deciding; retry the request",
+                ));
+            }
+            CommitOutcome::BudgetExhausted { limit } => {
+                let name = format!("grants_per_session.{}", route.operation);
+                let mut r = refused(
+                    Refusal::BudgetExhausted,
+                    format!(
+                        "budget {name}: role {} may be granted {} at most {limit} time(s) per session; \
+                         it does not refill (a new session starts a new budget)",
+                        session.role, route.operation
+                    ),
+                );
+                r.extra = budget_fields(&name, limit, None);
+                return Err(r);
+            }
+            CommitOutcome::ApprovalUnusable(reason) => {
+                return Err(refused(Refusal::ApprovalInvalid, reason));
+            }
+        }
     };
 
-    // 5. Commit state and budget, then mint a token bound to this request.
-    let ttl = effective_ttl(grant.ttl_seconds, limits.max_token_ttl_s, session.remaining(now));
-    if ttl.is_zero() {
-        return Err(refused(
-            Refusal::Denied,
-            "the session's remaining life is too short for a token",
-        ));
-    }
-    let committed = ctx
-        .store
-        .commit_allow(
-            &session.workflow,
-            &session.id,
-            &route.operation,
-            &evaluation.state_reads,
-            &evaluation.state_writes,
-        )
-        .map_err(|e| refused(Refusal::Unavailable, format!("state store unavailable: {e}")))?;
-    if !committed {
-        return Err(refused(
-            Refusal::Denied,
-            "workflow state changed while deciding; retry the request",
-        ));
-    }
     let binding = request_binding(&method, rest, &query, &body);
     let token = mint(
         ctx,
@@ -383,7 +454,22 @@ async fn serve(
     Ok(response)
 }
 
-fn fill_principal(record: &mut DecisionRecord, s: &Session) {
+/// `{"budget": {"name", "limit", "refills_in_s"}}`: which budget refused, and
+/// when it has room again (`null`: not within this session).
+fn budget_fields(
+    name: &str,
+    limit: u32,
+    refills_in_s: Option<u64>,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "budget".into(),
+        serde_json::json!({ "name": name, "limit": limit, "refills_in_s": refills_in_s }),
+    );
+    Some(m)
+}
+
+pub(super) fn fill_principal(record: &mut DecisionRecord, s: &Session) {
     record.session = s.id.clone();
     record.agent = s.agent.clone();
     record.role = s.role.clone();

@@ -15,7 +15,13 @@ pub enum Refusal {
     UnknownRoute,
     Denied,
     Escalated,
+    /// The request named an approval that does not fit it or cannot be used.
+    ApprovalInvalid,
+    /// A budget of the role (grants per session) is used up.
+    BudgetExhausted,
     RateLimited,
+    /// The workflow state kept changing while deciding; retry.
+    Conflict,
     BodyTooLarge,
     BadRequest,
     UpstreamUnavailable,
@@ -35,7 +41,10 @@ impl Refusal {
             Refusal::UnknownRoute => "unknown_route",
             Refusal::Denied => "denied",
             Refusal::Escalated => "escalated",
+            Refusal::ApprovalInvalid => "approval_invalid",
+            Refusal::BudgetExhausted => "budget_exhausted",
             Refusal::RateLimited => "rate_limited",
+            Refusal::Conflict => "conflict",
             Refusal::BodyTooLarge => "body_too_large",
             Refusal::BadRequest => "bad_request",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
@@ -51,8 +60,11 @@ impl Refusal {
                 StatusCode::UNAUTHORIZED
             }
             Refusal::UnknownService | Refusal::UnknownRoute => StatusCode::NOT_FOUND,
-            Refusal::Denied | Refusal::Escalated => StatusCode::FORBIDDEN,
+            Refusal::Denied | Refusal::Escalated | Refusal::ApprovalInvalid | Refusal::BudgetExhausted => {
+                StatusCode::FORBIDDEN
+            }
             Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Conflict => StatusCode::CONFLICT,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BadRequest => StatusCode::BAD_REQUEST,
             Refusal::UpstreamUnavailable | Refusal::ResponseTooLarge => StatusCode::BAD_GATEWAY,
@@ -62,16 +74,22 @@ impl Refusal {
     }
 }
 
-/// `{"error", "reason", "decision_id", "retry_after_s"?}` with the fitting status.
+/// `{"error", "reason", "decision_id", "retry_after_s"?, ...extra}` with the
+/// fitting status. `extra` adds what the agent needs to act: the approval id
+/// of an escalation, the budget that ran out.
 pub fn refusal(
     refusal: Refusal,
     reason: &str,
     decision_id: &str,
     retry_after_s: Option<u64>,
+    extra: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Response<Full<Bytes>> {
     let mut body = json!({ "error": refusal.code(), "reason": reason, "decision_id": decision_id });
     if let Some(s) = retry_after_s {
         body["retry_after_s"] = json!(s);
+    }
+    for (k, v) in extra.into_iter().flatten() {
+        body[k] = v.clone();
     }
     let mut builder = Response::builder()
         .status(refusal.status())

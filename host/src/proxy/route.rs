@@ -22,6 +22,8 @@ struct Route {
 enum Segment {
     Literal(String),
     Param(String),
+    /// `{name*}`, last: one or more segments, joined with `/`.
+    Rest(String),
 }
 
 /// A matched route.
@@ -43,7 +45,10 @@ impl RouteTable {
                     .split('/')
                     .skip(1)
                     .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                        Some(name) => Segment::Param(name.to_string()),
+                        Some(name) => match name.strip_suffix('*') {
+                            Some(rest) => Segment::Rest(rest.to_string()),
+                            None => Segment::Param(name.to_string()),
+                        },
                         None => Segment::Literal(s.to_string()),
                     })
                     .collect(),
@@ -55,30 +60,43 @@ impl RouteTable {
     /// Match `method path` (path without the service prefix, starting with
     /// `/`). Parameters are percent-decoded; one that decodes to something
     /// containing `/` or is `.`/`..` does not match, so a parameter can never
-    /// smuggle extra path segments past the policy.
+    /// smuggle extra path segments past the policy. A `{name*}` parameter
+    /// takes the remaining segments, each checked the same way, joined with
+    /// `/`: so its value is a clean relative path.
     pub fn find(&self, method: &str, path: &str) -> Option<RouteMatch> {
         let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         'routes: for route in &self.routes {
-            if route.method != method || route.segments.len() != parts.len() {
+            let rest = matches!(route.segments.last(), Some(Segment::Rest(_)));
+            let fits = if rest {
+                parts.len() >= route.segments.len()
+            } else {
+                parts.len() == route.segments.len()
+            };
+            if route.method != method || !fits {
                 continue;
             }
             let mut params = Vec::new();
-            for (segment, part) in route.segments.iter().zip(&parts) {
+            for (i, (segment, part)) in route.segments.iter().zip(&parts).enumerate() {
                 match segment {
+                    Segment::Rest(name) => {
+                        let mut joined = Vec::new();
+                        for part in &parts[i..] {
+                            match clean_segment(part) {
+                                Some(value) => joined.push(value),
+                                None => continue 'routes,
+                            }
+                        }
+                        params.push((name.clone(), joined.join("/")));
+                    }
                     Segment::Literal(lit) => {
                         if lit != part {
                             continue 'routes;
                         }
                     }
-                    Segment::Param(name) => {
-                        let Some(value) = percent_decode(part) else {
-                            continue 'routes;
-                        };
-                        if value.is_empty() || value.contains('/') || value == "." || value == ".." {
-                            continue 'routes;
-                        }
-                        params.push((name.clone(), value));
-                    }
+                    Segment::Param(name) => match clean_segment(part) {
+                        Some(value) => params.push((name.clone(), value)),
+                        None => continue 'routes,
+                    },
                 }
             }
             return Some(RouteMatch {
@@ -88,6 +106,14 @@ impl RouteTable {
         }
         None
     }
+}
+
+/// One path segment, decoded; `None` if empty, `.`, `..` or hiding a `/`.
+fn clean_segment(part: &str) -> Option<String> {
+    let value = percent_decode(part)?;
+    let bad =
+        value.is_empty() || value.contains('/') || value.contains('\\') || value == "." || value == "..";
+    (!bad).then_some(value)
 }
 
 /// Decode `%XX` escapes; `None` for a malformed escape or non-UTF-8 result.
@@ -176,6 +202,38 @@ mod tests {
         );
         assert_eq!(t.find("GET", "/repos/acme/%zz/issues/7"), None, "bad escape");
         assert_eq!(t.find("GET", "crashes"), None, "no leading slash");
+    }
+
+    #[test]
+    fn a_rest_parameter_takes_a_clean_relative_path() {
+        let t = RouteTable::new(&[RouteConfig {
+            op: "contents.read".into(),
+            method: "GET".into(),
+            path: "/repos/{repo}/contents/{path*}".into(),
+        }]);
+        let m = t
+            .find("GET", "/repos/shop/contents/src/auth/session.py")
+            .expect("match");
+        assert_eq!(
+            m.params[1],
+            ("path".to_string(), "src/auth/session.py".to_string())
+        );
+        let m = t
+            .find("GET", "/repos/shop/contents/README.md")
+            .expect("one segment");
+        assert_eq!(m.params[1].1, "README.md");
+        for bad in [
+            "/repos/shop/contents",
+            "/repos/shop/contents/",
+            "/repos/shop/contents/src//x",
+            "/repos/shop/contents/src/../config/production.env",
+            "/repos/shop/contents/src/%2e%2e/x",
+            "/repos/shop/contents/src/a%2Fb",
+            "/repos/shop/contents/src/a%5Cb",
+            "/repos/shop/contents/./x",
+        ] {
+            assert_eq!(t.find("GET", bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -8,8 +8,11 @@ use std::fmt;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::rate::{WINDOW_SECONDS, Window};
-use super::sessions::{expiry, handle_digest, new_handle, new_session_id};
-use super::{NewSession, RateCheck, Session, SessionLookup, StateError, Store, TokenRecord, TokenStatus};
+use super::sessions::{expiry, handle_digest, new_approval_id, new_handle, new_session_id};
+use super::{
+    Approval, ApprovalDecision, ApprovalError, Commit, CommitOutcome, NewApproval, NewSession, RateCheck,
+    Session, SessionLookup, StateError, Store, TokenRecord, TokenStatus,
+};
 use crate::policy::{StateWrite, Usage, WorkflowState};
 
 /// Pruning starts once a map holds this many entries, and runs again each
@@ -31,7 +34,11 @@ pub(super) struct Inner {
     pub(super) handles: HashMap<[u8; 32], String>,
     pub(super) tokens: HashMap<String, TokenEntry>,
     pub(super) workflows: HashMap<String, BTreeMap<String, String>>,
+    /// Workflows revoked as a whole: no session may be created in them.
+    revoked_workflows: std::collections::HashSet<String>,
+    pub(super) approvals: HashMap<String, Approval>,
     prune_sessions_at: usize,
+    prune_approvals_at: usize,
     prune_tokens_at: usize,
 }
 
@@ -59,7 +66,10 @@ impl MemoryStore {
                 handles: HashMap::new(),
                 tokens: HashMap::new(),
                 workflows: HashMap::new(),
+                revoked_workflows: Default::default(),
+                approvals: HashMap::new(),
                 prune_sessions_at: PRUNE_MIN,
+                prune_approvals_at: PRUNE_MIN,
                 prune_tokens_at: PRUNE_MIN,
             }),
         }
@@ -128,6 +138,16 @@ impl Inner {
         self.prune_tokens_at = PRUNE_MIN.max(self.tokens.len().saturating_mul(2));
     }
 
+    /// Drop approvals expired for longer than the grace period.
+    fn maybe_prune_approvals(&mut self, now_ms: u64) {
+        if self.approvals.len() < self.prune_approvals_at {
+            return;
+        }
+        self.approvals
+            .retain(|_, a| now_ms < a.expires_at_ms.saturating_add(EXPIRED_GRACE_MS));
+        self.prune_approvals_at = PRUNE_MIN.max(self.approvals.len().saturating_mul(2));
+    }
+
     fn token_active(&self, t: &TokenEntry, now_s: u64) -> bool {
         if t.revoked || (t.record.single_use && t.used) || now_s >= t.record.expires_at {
             return false;
@@ -163,6 +183,12 @@ impl Store for MemoryStore {
             revoked: false,
         };
         let mut inner = self.write()?;
+        if inner.revoked_workflows.contains(&session.workflow) {
+            return Err(StateError(format!(
+                "workflow {:?} is revoked; no session can be created in it",
+                session.workflow
+            )));
+        }
         inner.maybe_prune_sessions(now_ms);
         if inner.sessions.contains_key(&session.id) || inner.handles.contains_key(&digest) {
             return Err(StateError("session id or handle collision; not created".into()));
@@ -224,6 +250,24 @@ impl Store for MemoryStore {
         })
     }
 
+    fn revoke_workflow(&self, workflow: &str) -> Result<Vec<String>, StateError> {
+        let mut inner = self.write()?;
+        inner.revoked_workflows.insert(workflow.to_string());
+        let mut revoked: Vec<String> = Vec::new();
+        for entry in inner.sessions.values_mut() {
+            if entry.session.workflow == workflow && !entry.session.revoked {
+                entry.session.revoked = true;
+                revoked.push(entry.session.id.clone());
+            }
+        }
+        revoked.sort();
+        Ok(revoked)
+    }
+
+    fn workflow_revoked(&self, workflow: &str) -> Result<bool, StateError> {
+        Ok(self.read()?.revoked_workflows.contains(workflow))
+    }
+
     fn take_request(&self, session: &Session, per_minute: u32, now_ms: u64) -> Result<RateCheck, StateError> {
         let mut inner = self.write()?;
         let entry = inner
@@ -253,58 +297,72 @@ impl Store for MemoryStore {
         })
     }
 
-    fn commit_allow(
-        &self,
-        workflow: &str,
-        session_id: &str,
-        operation: &str,
-        reads: &[(String, Option<String>)],
-        writes: &[StateWrite],
-    ) -> Result<bool, StateError> {
+    fn commit_allow(&self, c: &Commit<'_>) -> Result<CommitOutcome, StateError> {
         let mut inner = self.write()?;
         let inner = &mut *inner;
         let entry = inner
             .sessions
-            .get_mut(session_id)
-            .ok_or_else(|| StateError(format!("unknown session {session_id}")))?;
+            .get_mut(c.session_id)
+            .ok_or_else(|| StateError(format!("unknown session {}", c.session_id)))?;
         if entry.session.revoked {
-            return Err(StateError(format!("session {session_id} is revoked")));
+            return Err(StateError(format!("session {} is revoked", c.session_id)));
         }
-        if entry.session.workflow != workflow {
+        if entry.session.workflow != c.workflow {
             return Err(StateError(format!(
-                "session {session_id} belongs to workflow {:?}, not {workflow:?}",
-                entry.session.workflow
+                "session {} belongs to workflow {:?}, not {:?}",
+                c.session_id, entry.session.workflow, c.workflow
             )));
         }
-        let current = inner.workflows.get(workflow);
-        let unchanged = reads
+        // Every check first; only then any change, so a refusal commits nothing.
+        let current = inner.workflows.get(c.workflow);
+        let unchanged = c
+            .reads
             .iter()
             .all(|(key, seen)| current.and_then(|w| w.get(key)) == seen.as_ref());
         if !unchanged {
-            return Ok(false);
+            return Ok(CommitOutcome::StateChanged);
         }
-        if !writes.is_empty() {
-            let state = inner.workflows.entry(workflow.to_string()).or_default();
-            for write in writes {
-                match write {
-                    StateWrite::Set { key, value } => {
-                        state.insert(key.clone(), value.clone());
-                    }
-                    StateWrite::Incr { key, delta } => {
-                        // As the `state.incr` import: absent or non-integer counts as 0.
-                        let n = state
-                            .get(key)
-                            .and_then(|v| v.parse::<i64>().ok())
-                            .unwrap_or(0)
-                            .saturating_add(*delta);
-                        state.insert(key.clone(), n.to_string());
-                    }
+        let granted = entry.grants.get(c.operation).copied().unwrap_or(0);
+        if let Some(limit) = c.max_grants
+            && granted >= limit
+        {
+            return Ok(CommitOutcome::BudgetExhausted { limit });
+        }
+        let approval = match c.approval {
+            None => None,
+            Some(id) => match inner.approvals.get_mut(id) {
+                None => return Ok(CommitOutcome::ApprovalUnusable(format!("no approval {id:?}"))),
+                Some(a) if a.session != c.session_id => {
+                    return Ok(CommitOutcome::ApprovalUnusable(format!(
+                        "approval {id} was given to another session"
+                    )));
                 }
-            }
+                Some(a) => match a.usable(c.now_ms).map(|(who, at)| (who.to_string(), at)) {
+                    Some((approver, decided_at_ms)) => Some((a, approver, decided_at_ms)),
+                    None => {
+                        return Ok(CommitOutcome::ApprovalUnusable(format!(
+                            "approval {id} is {}",
+                            a.status(c.now_ms)
+                        )));
+                    }
+                },
+            },
+        };
+        if let Some((a, approver, decided_at_ms)) = approval {
+            a.decision = ApprovalDecision::Used {
+                approver,
+                decided_at_ms,
+                used_at_ms: c.now_ms,
+            };
         }
-        let grants = entry.grants.entry(operation.to_string()).or_insert(0);
-        *grants = grants.saturating_add(1);
-        Ok(true)
+        if !c.writes.is_empty() {
+            let state = inner.workflows.entry(c.workflow.to_string()).or_default();
+            apply_writes(state, c.writes);
+        }
+        entry
+            .grants
+            .insert(c.operation.to_string(), granted.saturating_add(1));
+        Ok(CommitOutcome::Committed)
     }
 
     fn record_token(&self, record: TokenRecord) -> Result<(), StateError> {
@@ -361,5 +419,122 @@ impl Store for MemoryStore {
 
     fn workflow_state(&self, workflow: &str) -> Result<BTreeMap<String, String>, StateError> {
         Ok(self.read()?.workflows.get(workflow).cloned().unwrap_or_default())
+    }
+
+    fn set_workflow_state(
+        &self,
+        workflow: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<BTreeMap<String, String>, StateError> {
+        let mut inner = self.write()?;
+        let state = inner.workflows.entry(workflow.to_string()).or_default();
+        for (key, value) in changes {
+            match value {
+                Some(v) => state.insert(key.clone(), v.clone()),
+                None => state.remove(key),
+            };
+        }
+        Ok(state.clone())
+    }
+
+    fn create_approval(&self, new: NewApproval, now_ms: u64) -> Result<Approval, StateError> {
+        let id = new_approval_id()?;
+        let approval = Approval {
+            id,
+            request_hash: new.request_hash,
+            session: new.session,
+            agent: new.agent,
+            role: new.role,
+            workflow: new.workflow,
+            service: new.service,
+            operation: new.operation,
+            method: new.method,
+            path: new.path,
+            reason: new.reason,
+            decision_id: new.decision_id,
+            created_at_ms: now_ms,
+            expires_at_ms: now_ms.saturating_add(new.ttl_ms),
+            decision: ApprovalDecision::Pending,
+        };
+        let mut inner = self.write()?;
+        inner.maybe_prune_approvals(now_ms);
+        if inner.approvals.contains_key(&approval.id) {
+            return Err(StateError("approval id collision; not created".into()));
+        }
+        inner.approvals.insert(approval.id.clone(), approval.clone());
+        Ok(approval)
+    }
+
+    fn get_approval(&self, id: &str) -> Result<Option<Approval>, StateError> {
+        Ok(self.read()?.approvals.get(id).cloned())
+    }
+
+    fn list_approvals(&self, now_ms: u64, pending_only: bool) -> Result<Vec<Approval>, StateError> {
+        let mut list: Vec<Approval> = self
+            .read()?
+            .approvals
+            .values()
+            .filter(|a| !pending_only || a.status(now_ms) == "pending")
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+        Ok(list)
+    }
+
+    fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        approver: &str,
+        note: Option<String>,
+        now_ms: u64,
+    ) -> Result<Approval, ApprovalError> {
+        let mut inner = self.write()?;
+        let approval = inner
+            .approvals
+            .get_mut(id)
+            .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
+        let status = approval.status(now_ms);
+        if status != "pending" {
+            return Err(ApprovalError::NotPending {
+                id: id.to_string(),
+                status,
+            });
+        }
+        let approver = approver.to_string();
+        approval.decision = if approve {
+            ApprovalDecision::Approved {
+                approver,
+                decided_at_ms: now_ms,
+                note,
+            }
+        } else {
+            ApprovalDecision::Denied {
+                approver,
+                decided_at_ms: now_ms,
+                note,
+            }
+        };
+        Ok(approval.clone())
+    }
+}
+
+/// Apply a policy's writes in order, as the `state` import saw them.
+fn apply_writes(state: &mut BTreeMap<String, String>, writes: &[StateWrite]) {
+    for write in writes {
+        match write {
+            StateWrite::Set { key, value } => {
+                state.insert(key.clone(), value.clone());
+            }
+            StateWrite::Incr { key, delta } => {
+                // As the `state.incr` import: absent or non-integer counts as 0.
+                let n = state
+                    .get(key)
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(0)
+                    .saturating_add(*delta);
+                state.insert(key.clone(), n.to_string());
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Sessions, rate windows, single-use tokens and workflow state.
+//! Sessions, rate windows, budgets, single-use tokens, human approvals and
+//! workflow state.
 //!
 //! [`Store`] is the only way the rest of the host touches this state. Every
 //! read-modify-write it offers (create a session, take a request against the
@@ -10,6 +11,7 @@
 //! Nothing secret is kept: a session handle is stored only as its sha256
 //! digest, and of a minted token only its [`TokenRecord`] (never the token).
 
+mod approvals;
 mod memory;
 mod rate;
 mod sessions;
@@ -24,6 +26,7 @@ use std::time::Duration;
 pub use crate::policy::StateError;
 use crate::policy::{StateWrite, Usage, WorkflowState};
 
+pub use approvals::{APPROVAL_PREFIX, Approval, ApprovalDecision, ApprovalError, NewApproval};
 pub use memory::MemoryStore;
 pub use rate::WINDOW_SECONDS;
 pub use sessions::{HANDLE_PREFIX, NewSession, SESSION_PREFIX, Session, SessionLookup};
@@ -42,6 +45,39 @@ pub struct RateCheck {
     pub usage: Usage,
     /// When refused: how long until the window has room again (≤ 60 s).
     pub retry_after: Option<Duration>,
+}
+
+/// Everything an allow commits, in one atomic operation of the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    pub workflow: &'a str,
+    pub session_id: &'a str,
+    /// The operation granted; counted per session.
+    pub operation: &'a str,
+    /// The `(key, value)` pairs the policy based its decision on
+    /// (`Evaluation::state_reads`).
+    pub reads: &'a [(String, Option<String>)],
+    /// The policy's buffered writes (`Evaluation::state_writes`).
+    pub writes: &'a [StateWrite],
+    /// The role's cap on grants of `operation` per session, if any.
+    pub max_grants: Option<u32>,
+    /// The approval this allow uses up, if the request carried one.
+    pub approval: Option<&'a str>,
+    pub now_ms: u64,
+}
+
+/// What [`Store::commit_allow`] did. Anything but `Committed` committed nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// A state key the policy read changed since: evaluate again.
+    StateChanged,
+    /// The session already holds `limit` grants of the operation.
+    BudgetExhausted {
+        limit: u32,
+    },
+    /// The approval is no longer approved (used, expired) or unknown.
+    ApprovalUnusable(String),
 }
 
 /// The host's state. Each method is one atomic operation.
@@ -68,27 +104,26 @@ pub trait Store: WorkflowState + Send + Sync {
     /// inactive at once. `Ok(false)` if unknown.
     fn revoke_session(&self, id: &str) -> Result<bool, StateError>;
 
+    /// Revoke a whole workflow: every session in it (so every handle and
+    /// token under them) at once, and no session can be created in it again.
+    /// Returns the ids of the sessions revoked by this call.
+    fn revoke_workflow(&self, workflow: &str) -> Result<Vec<String>, StateError>;
+
+    /// True once [`Store::revoke_workflow`] was called for `workflow`.
+    fn workflow_revoked(&self, workflow: &str) -> Result<bool, StateError>;
+
     /// Count this request against the session's sliding one-minute window and
     /// refuse it past `per_minute` (0 = unlimited). A refused request counts
     /// in `requests_total` but not in the window. Errors if the session is
     /// unknown, revoked or expired (fail closed).
     fn take_request(&self, session: &Session, per_minute: u32, now_ms: u64) -> Result<RateCheck, StateError>;
 
-    /// After an allow: commit the policy's writes to the workflow's state and
-    /// count one grant of `operation` for the session, together.
-    ///
-    /// `reads` are the `(key, value)` pairs the policy based its decision on
-    /// (`Evaluation::state_reads`); if any of them changed since, nothing is
-    /// committed and the answer is `Ok(false)`: re-evaluate or deny.
+    /// After an allow, atomically: check the read set is unchanged, the
+    /// grant budget has room and the approval (if any) is still approved;
+    /// then apply the policy's writes, count the grant and mark the approval
+    /// used. If any check fails nothing is applied.
     /// Errors if the session is unknown, revoked, or of another workflow.
-    fn commit_allow(
-        &self,
-        workflow: &str,
-        session_id: &str,
-        operation: &str,
-        reads: &[(String, Option<String>)],
-        writes: &[StateWrite],
-    ) -> Result<bool, StateError>;
+    fn commit_allow(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StateError>;
 
     /// Remember a minted token. A `jti` already recorded is an error.
     fn record_token(&self, record: TokenRecord) -> Result<(), StateError>;
@@ -102,4 +137,32 @@ pub trait Store: WorkflowState + Send + Sync {
 
     /// For operators: a workflow's committed state.
     fn workflow_state(&self, workflow: &str) -> Result<BTreeMap<String, String>, StateError>;
+
+    /// For operators: set (`Some`) or remove (`None`) keys of a workflow's
+    /// state, all at once. Returns the state after the change.
+    fn set_workflow_state(
+        &self,
+        workflow: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<BTreeMap<String, String>, StateError>;
+
+    /// Record a pending approval for an escalated request.
+    fn create_approval(&self, new: NewApproval, now_ms: u64) -> Result<Approval, StateError>;
+
+    /// An approval by id.
+    fn get_approval(&self, id: &str) -> Result<Option<Approval>, StateError>;
+
+    /// Approvals, newest first; with `pending_only`, those still awaiting a
+    /// decision and not expired.
+    fn list_approvals(&self, now_ms: u64, pending_only: bool) -> Result<Vec<Approval>, StateError>;
+
+    /// A person's decision on a pending, unexpired approval.
+    fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        approver: &str,
+        note: Option<String>,
+        now_ms: u64,
+    ) -> Result<Approval, ApprovalError>;
 }

@@ -81,6 +81,15 @@ pub(super) fn new_session_id() -> Result<String, StateError> {
     Ok(format!("{SESSION_PREFIX}{}", random_b64::<SESSION_ID_BYTES>()?))
 }
 
+/// A fresh approval id: `apr_` and 16 random bytes in base64url.
+pub(super) fn new_approval_id() -> Result<String, StateError> {
+    Ok(format!(
+        "{}{}",
+        super::APPROVAL_PREFIX,
+        random_b64::<SESSION_ID_BYTES>()?
+    ))
+}
+
 fn random_b64<const N: usize>() -> Result<String, StateError> {
     let mut bytes = [0u8; N];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| StateError("secure random generator failed".into()))?;

@@ -24,6 +24,46 @@ fn new_session(workflow: &str, ttl: Duration) -> NewSession {
     }
 }
 
+/// `commit_allow` without budget or approval: `Ok(true)` when committed,
+/// `Ok(false)` when a read changed.
+trait CommitSimple {
+    fn commit_simple(
+        &self,
+        workflow: &str,
+        session_id: &str,
+        operation: &str,
+        reads: &[(String, Option<String>)],
+        writes: &[StateWrite],
+    ) -> Result<bool, StateError>;
+}
+
+impl<S: Store + ?Sized> CommitSimple for S {
+    fn commit_simple(
+        &self,
+        workflow: &str,
+        session_id: &str,
+        operation: &str,
+        reads: &[(String, Option<String>)],
+        writes: &[StateWrite],
+    ) -> Result<bool, StateError> {
+        let outcome = self.commit_allow(&Commit {
+            workflow,
+            session_id,
+            operation,
+            reads,
+            writes,
+            max_grants: None,
+            approval: None,
+            now_ms: T0,
+        })?;
+        match outcome {
+            CommitOutcome::Committed => Ok(true),
+            CommitOutcome::StateChanged => Ok(false),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 fn session(store: &MemoryStore, ttl: Duration) -> (Session, String) {
     store.create_session(new_session("wf-1", ttl), T0).unwrap()
 }
@@ -467,7 +507,7 @@ fn usage_counts_grow() {
     );
     assert!(
         store
-            .commit_allow("wf-1", &s.id, "issues.read", &[], &[])
+            .commit_simple("wf-1", &s.id, "issues.read", &[], &[])
             .unwrap()
     );
     let second = store.take_request(&s, 2, T0 + 10).unwrap();
@@ -480,12 +520,12 @@ fn usage_counts_grow() {
     );
     assert!(
         store
-            .commit_allow("wf-1", &s.id, "issues.read", &[], &[])
+            .commit_simple("wf-1", &s.id, "issues.read", &[], &[])
             .unwrap()
     );
     assert!(
         store
-            .commit_allow("wf-1", &s.id, "pulls.create", &[], &[])
+            .commit_simple("wf-1", &s.id, "pulls.create", &[], &[])
             .unwrap()
     );
 
@@ -515,7 +555,7 @@ fn requests_of_a_revoked_expired_or_unknown_session_fail_closed() {
     assert!(store.take_request(&s, 0, T0).is_err(), "revoked");
     assert!(
         store
-            .commit_allow("wf-1", &s.id, "op", &[], &[set("k", "v")])
+            .commit_simple("wf-1", &s.id, "op", &[], &[set("k", "v")])
             .is_err()
     );
     let ghost = Session {
@@ -523,7 +563,7 @@ fn requests_of_a_revoked_expired_or_unknown_session_fail_closed() {
         ..s
     };
     assert!(store.take_request(&ghost, 0, T0).is_err(), "unknown");
-    assert!(store.commit_allow("wf-1", &ghost.id, "op", &[], &[]).is_err());
+    assert!(store.commit_simple("wf-1", &ghost.id, "op", &[], &[]).is_err());
     assert!(store.workflow_state("wf-1").unwrap().is_empty());
 }
 
@@ -570,7 +610,7 @@ fn commit_allow_applies_writes_and_counts_the_grant() {
     let reads = [read("approvals", None), read("reviewer", None)];
     assert!(
         store
-            .commit_allow("wf-1", &s.id, "pulls.create", &reads, &writes)
+            .commit_simple("wf-1", &s.id, "pulls.create", &reads, &writes)
             .unwrap()
     );
     let expected = BTreeMap::from([
@@ -592,7 +632,7 @@ fn commit_allow_applies_writes_and_counts_the_grant() {
     // The read the policy saw is still current: commits.
     assert!(
         store
-            .commit_allow(
+            .commit_simple(
                 "wf-1",
                 &s.id,
                 "pulls.create",
@@ -613,7 +653,7 @@ fn commit_allow_commits_nothing_when_a_read_changed() {
     let (other, _) = session(&store, MINUTE);
     assert!(
         store
-            .commit_allow("wf-1", &s.id, "op", &[], &[set("n", "1")])
+            .commit_simple("wf-1", &s.id, "op", &[], &[set("n", "1")])
             .unwrap()
     );
     let before = store.workflow_state("wf-1").unwrap();
@@ -626,7 +666,7 @@ fn commit_allow_commits_nothing_when_a_read_changed() {
         vec![read("m", Some("x"))],
     ] {
         let committed = store
-            .commit_allow("wf-1", &other.id, "op", &reads, &[incr("n", 1), set("m", "x")])
+            .commit_simple("wf-1", &other.id, "op", &reads, &[incr("n", 1), set("m", "x")])
             .unwrap();
         assert!(!committed, "{reads:?}");
         assert_eq!(store.workflow_state("wf-1").unwrap(), before);
@@ -637,7 +677,7 @@ fn commit_allow_commits_nothing_when_a_read_changed() {
     // A session may only write its own workflow.
     assert!(
         store
-            .commit_allow("wf-2", &s.id, "op", &[], &[set("n", "9")])
+            .commit_simple("wf-2", &s.id, "op", &[], &[set("n", "9")])
             .is_err()
     );
     assert!(store.workflow_state("wf-2").unwrap().is_empty());
@@ -669,7 +709,7 @@ fn concurrent_guarded_increments_lose_nothing() {
                         (set("n", &next.to_string()), seen.clone())
                     };
                     if store
-                        .commit_allow("wf", &id, "op", &[("n".into(), guard)], &[write])
+                        .commit_simple("wf", &id, "op", &[("n".into(), guard)], &[write])
                         .unwrap()
                     {
                         based_on.push(seen);
@@ -711,7 +751,7 @@ fn a_poisoned_lock_is_a_state_error_not_a_panic() {
     assert!(store.lookup_handle(&handle, T0).is_err());
     assert!(store.get("wf-1", "k").is_err());
     assert!(store.take_request(&s, 0, T0).is_err());
-    assert!(store.commit_allow("wf-1", &s.id, "op", &[], &[]).is_err());
+    assert!(store.commit_simple("wf-1", &s.id, "op", &[], &[]).is_err());
     assert!(store.create_session(new_session("wf", MINUTE), T0).is_err());
     assert!(store.token_status("x", 0, true).is_err());
     assert!(store.token_status("x", 0, false).is_err());
@@ -726,9 +766,231 @@ fn a_store_is_usable_as_the_engines_workflow_state() {
     let (s, _) = store.create_session(new_session("wf", MINUTE), T0).unwrap();
     assert!(
         store
-            .commit_allow("wf", &s.id, "op", &[], &[set("k", "v")])
+            .commit_simple("wf", &s.id, "op", &[], &[set("k", "v")])
             .unwrap()
     );
     let view: Arc<dyn WorkflowState> = store.clone();
     assert_eq!(view.get("wf", "k").unwrap().as_deref(), Some("v"));
+}
+
+// ------------------------------------------------- budgets and approvals
+
+fn commit_with(
+    store: &dyn Store,
+    s: &Session,
+    max_grants: Option<u32>,
+    approval: Option<&str>,
+    now_ms: u64,
+) -> CommitOutcome {
+    store
+        .commit_allow(&Commit {
+            workflow: &s.workflow,
+            session_id: &s.id,
+            operation: "tasks.create",
+            reads: &[],
+            writes: &[incr("tickets", 1)],
+            max_grants,
+            approval,
+            now_ms,
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_grant_budget_is_exact_under_eight_threads() {
+    let store = Arc::new(MemoryStore::new());
+    let (s, _) = session(&store, MINUTE);
+    let barrier = Arc::new(Barrier::new(8));
+    let outcomes: Vec<CommitOutcome> = (0..8)
+        .map(|_| {
+            let (store, barrier, s) = (store.clone(), barrier.clone(), s.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                (0..50)
+                    .map(|_| commit_with(&*store, &s, Some(7), None, T0))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let committed = outcomes
+        .iter()
+        .filter(|o| **o == CommitOutcome::Committed)
+        .count();
+    assert_eq!(committed, 7);
+    assert!(outcomes.iter().all(|o| matches!(
+        o,
+        CommitOutcome::Committed | CommitOutcome::BudgetExhausted { limit: 7 }
+    )));
+    // A refused commit applied none of its writes.
+    assert_eq!(store.get("wf-1", "tickets").unwrap().as_deref(), Some("7"));
+    let grants = store.take_request(&s, 0, T0).unwrap().usage.grants;
+    assert_eq!(grants.get("tasks.create").copied(), Some(7));
+    // The budget is per session: another session of the workflow has its own.
+    let (other, _) = session(&store, MINUTE);
+    assert_eq!(
+        commit_with(&*store, &other, Some(7), None, T0),
+        CommitOutcome::Committed
+    );
+}
+
+fn escalation(s: &Session, hash: &str) -> NewApproval {
+    NewApproval {
+        request_hash: hash.into(),
+        session: s.id.clone(),
+        agent: s.agent.clone(),
+        role: s.role.clone(),
+        workflow: s.workflow.clone(),
+        service: "code".into(),
+        operation: "pulls.merge".into(),
+        method: "PUT".into(),
+        path: "/repos/acme/shop/pulls/fix-1/merge".into(),
+        reason: "needs a human".into(),
+        decision_id: "dec_1".into(),
+        ttl_ms: 60_000,
+    }
+}
+
+#[test]
+fn an_approval_is_decided_once_and_used_once() {
+    let store = MemoryStore::new();
+    let (s, _) = session(&store, Duration::from_secs(3600));
+    let a = store.create_approval(escalation(&s, "h1"), T0).unwrap();
+    assert!(a.id.starts_with(APPROVAL_PREFIX));
+    assert_eq!(a.status(T0), "pending");
+    assert_eq!(store.list_approvals(T0, true).unwrap().len(), 1);
+
+    // Pending: not usable, and a refused commit changes nothing.
+    assert_eq!(
+        commit_with(&store, &s, None, Some(&a.id), T0 + 1),
+        CommitOutcome::ApprovalUnusable(format!("approval {} is pending", a.id))
+    );
+    assert_eq!(store.get("wf-1", "tickets").unwrap(), None);
+
+    let approved = store
+        .decide_approval(&a.id, true, "alice", Some("ok".into()), T0 + 2)
+        .unwrap();
+    assert_eq!(approved.status(T0 + 2), "approved");
+    assert_eq!(approved.usable(T0 + 2), Some(("alice", T0 + 2)));
+    // Decided once: a second decision is refused.
+    assert!(matches!(
+        store.decide_approval(&a.id, false, "mallory", None, T0 + 3),
+        Err(ApprovalError::NotPending {
+            status: "approved",
+            ..
+        })
+    ));
+    // Another session cannot use it.
+    let (other, _) = session(&store, Duration::from_secs(3600));
+    assert!(matches!(
+        commit_with(&store, &other, None, Some(&a.id), T0 + 4),
+        CommitOutcome::ApprovalUnusable(_)
+    ));
+    // Used once.
+    assert_eq!(
+        commit_with(&store, &s, None, Some(&a.id), T0 + 5),
+        CommitOutcome::Committed
+    );
+    assert_eq!(store.get_approval(&a.id).unwrap().unwrap().status(T0 + 6), "used");
+    assert_eq!(
+        commit_with(&store, &s, None, Some(&a.id), T0 + 6),
+        CommitOutcome::ApprovalUnusable(format!("approval {} is used", a.id))
+    );
+    assert_eq!(store.get("wf-1", "tickets").unwrap().as_deref(), Some("1"));
+    assert!(store.list_approvals(T0 + 6, true).unwrap().is_empty());
+    assert_eq!(store.list_approvals(T0 + 6, false).unwrap().len(), 1);
+    assert!(matches!(
+        store.decide_approval("apr_nope", true, "alice", None, T0),
+        Err(ApprovalError::NotFound(_))
+    ));
+}
+
+#[test]
+fn approvals_expire_decided_or_not_and_denied_ones_are_never_usable() {
+    let store = MemoryStore::new();
+    let (s, _) = session(&store, Duration::from_secs(3600));
+    let late = store.create_approval(escalation(&s, "h1"), T0).unwrap();
+    assert!(matches!(
+        store.decide_approval(&late.id, true, "alice", None, T0 + 60_000),
+        Err(ApprovalError::NotPending {
+            status: "expired",
+            ..
+        })
+    ));
+    let unused = store.create_approval(escalation(&s, "h2"), T0).unwrap();
+    store
+        .decide_approval(&unused.id, true, "alice", None, T0 + 1)
+        .unwrap();
+    assert!(matches!(
+        commit_with(&store, &s, None, Some(&unused.id), T0 + 60_000),
+        CommitOutcome::ApprovalUnusable(_)
+    ));
+    let denied = store.create_approval(escalation(&s, "h3"), T0).unwrap();
+    let d = store
+        .decide_approval(&denied.id, false, "bob", Some("not today".into()), T0 + 1)
+        .unwrap();
+    assert_eq!(d.status(T0 + 1), "denied");
+    assert!(matches!(
+        commit_with(&store, &s, None, Some(&denied.id), T0 + 2),
+        CommitOutcome::ApprovalUnusable(_)
+    ));
+    assert_eq!(store.get("wf-1", "tickets").unwrap(), None);
+}
+
+#[test]
+fn revoking_a_workflow_revokes_its_sessions_and_tokens_at_once() {
+    let store = MemoryStore::new();
+    let (a, handle_a) = session(&store, MINUTE);
+    let (b, _) = session(&store, MINUTE);
+    let (outside, handle_out) = store.create_session(new_session("wf-2", MINUTE), T0).unwrap();
+    store
+        .record_token(token("j-a", &a, T0 / 1000 + 60, false))
+        .unwrap();
+    store
+        .record_token(token("j-out", &outside, T0 / 1000 + 60, false))
+        .unwrap();
+
+    let mut revoked = store.revoke_workflow("wf-1").unwrap();
+    revoked.sort();
+    let mut expected = vec![a.id.clone(), b.id.clone()];
+    expected.sort();
+    assert_eq!(revoked, expected);
+    assert!(matches!(
+        store.lookup_handle(&handle_a, T0).unwrap(),
+        SessionLookup::Revoked(_)
+    ));
+    assert!(!store.token_status("j-a", T0 / 1000, false).unwrap().is_active());
+    // Nothing outside the workflow is touched.
+    assert!(matches!(
+        store.lookup_handle(&handle_out, T0).unwrap(),
+        SessionLookup::Active(_)
+    ));
+    assert!(store.token_status("j-out", T0 / 1000, false).unwrap().is_active());
+    // And the workflow stays closed.
+    assert!(store.workflow_revoked("wf-1").unwrap());
+    assert!(!store.workflow_revoked("wf-2").unwrap());
+    assert!(store.create_session(new_session("wf-1", MINUTE), T0).is_err());
+}
+
+#[test]
+fn operators_set_and_unset_workflow_state() {
+    let store = MemoryStore::new();
+    let after = store
+        .set_workflow_state(
+            "wf-1",
+            &[
+                ("stage".into(), Some("ticket".into())),
+                ("x".into(), Some("1".into())),
+            ],
+        )
+        .unwrap();
+    assert_eq!(after.len(), 2);
+    let after = store.set_workflow_state("wf-1", &[("x".into(), None)]).unwrap();
+    assert_eq!(
+        after,
+        BTreeMap::from([("stage".to_string(), "ticket".to_string())])
+    );
+    assert_eq!(store.get("wf-1", "stage").unwrap().as_deref(), Some("ticket"));
 }
