@@ -64,6 +64,11 @@ services = ["echo"]
 policy = "good-allow.wasm"
 services = ["echo"]
 limits = {{ requests_per_minute = 2 }}
+
+[roles.budgeted]
+policy = "good-allow.wasm"
+services = ["crash-reporting"]
+grants_per_session = {{ "crashes.read" = 5 }}
 "#,
         crash = crash.url(),
         analytics = analytics.url(),
@@ -352,11 +357,22 @@ fn an_unwritable_audit_log_denies_requests() {
     let refused = refused.expect("the audit log filled up within 40 requests");
     assert_eq!(refused["error"], "unavailable", "{refused}");
     assert!(allowed > 0, "some requests were served before the log filled");
+    // Every forwarded request has its allow on disk. (The log may fill at the
+    // decision, and nothing is forwarded, or at the outcome that follows a
+    // forwarded request, which the agent then sees as 503.)
+    let audited_allows = std::fs::read_to_string(s.airlock.audit_log())
+        .expect("audit log")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["kind"] == "decision" && r["verdict"] == "allow")
+        .count();
     assert_eq!(
         s.crash.count(),
-        allowed,
+        audited_allows,
         "a request whose decision was not audited was forwarded"
     );
+    assert!((allowed..=allowed + 1).contains(&audited_allows));
+    let allowed = audited_allows;
     // Still up, still refusing rather than forwarding.
     let r = s.world.request("GET", &s.airlock.admin_url("/healthz"), &[], b"");
     assert_eq!(r.status, 200);
@@ -542,6 +558,52 @@ fn a_token_for_one_service_is_refused_by_another() {
 }
 
 /// Structural limits before the policy: requests per minute.
+/// A role budget of N grants per session holds under 30 parallel requests:
+/// exactly N go through, the rest are told which budget ran out.
+#[test]
+fn a_grant_budget_is_never_exceeded_under_parallel_requests() {
+    let s = setup();
+    let (_, handle) = s.airlock.session(&s.world, "budgeted", "agent-b", 600);
+    let url = s.airlock.proxy_url("/crash-reporting/crashes/7");
+    let auth = format!("Bearer {handle}");
+    let replies = s.world.rt.block_on(async {
+        let calls: Vec<_> = (0..30)
+            .map(|_| {
+                let (url, auth) = (url.clone(), auth.clone());
+                tokio::spawn(async move {
+                    support::e2e::send("GET", &url, &[("proxy-authorization", &auth)], b"").await
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for c in calls {
+            out.push(c.await.expect("task"));
+        }
+        out
+    });
+    let allowed = replies.iter().filter(|r| r.status == 200).count();
+    assert_eq!(allowed, 5);
+    assert_eq!(s.crash.count(), 5, "the upstream received exactly the budget");
+    for r in replies.iter().filter(|r| r.status != 200) {
+        assert_eq!(r.status, 403, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["error"], "budget_exhausted");
+        assert_eq!(v["budget"]["name"], "grants_per_session.crashes.read");
+        assert_eq!(v["budget"]["limit"], 5);
+        assert!(
+            v["budget"]["refills_in_s"].is_null(),
+            "a session budget does not refill"
+        );
+        assert!(v["reason"].as_str().unwrap_or("").contains("does not refill"));
+    }
+    // A new session has a budget of its own.
+    let (_, fresh) = s.airlock.session(&s.world, "budgeted", "agent-b", 600);
+    let r = s
+        .airlock
+        .call(&s.world, &fresh, "GET", "/crash-reporting/crashes/7", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 #[test]
 fn rate_limits_answer_429_with_retry_after() {
     let s = setup();
@@ -563,6 +625,9 @@ fn rate_limits_answer_429_with_retry_after() {
         "{v}"
     );
     assert!(r.header("retry-after").is_some());
+    assert_eq!(v["budget"]["name"], "requests_per_minute");
+    assert_eq!(v["budget"]["limit"], 2);
+    assert_eq!(v["budget"]["refills_in_s"], v["retry_after_s"]);
     assert_eq!(s.echo.count(), 2);
 }
 
@@ -773,7 +838,7 @@ fn the_cli_drives_the_admin_api() {
 
     let reload: Value = serde_json::from_str(&cli(&["policy", "reload"])).expect("json");
     assert!(
-        reload["roles"].as_array().is_some_and(|r| r.len() == 4),
+        reload["roles"].as_array().is_some_and(|r| r.len() == 5),
         "{reload}"
     );
     let rotated: Value = serde_json::from_str(&cli(&["keys", "rotate"])).expect("json");

@@ -171,7 +171,7 @@ impl World {
     }
 }
 
-async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpReply {
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpReply {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let mut builder = hyper::Request::builder().method(method).uri(url);

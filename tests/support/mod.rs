@@ -2,6 +2,7 @@
 //! source (once per test binary) and runs the real `airlock` binary.
 #![allow(dead_code)]
 
+pub mod bugfix;
 pub mod e2e;
 
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cases;
 mod config;
+mod demo;
 mod exact;
 mod ops;
 mod policy;
@@ -44,6 +45,8 @@ enum Command {
     /// Verify and read the audit log.
     #[command(subcommand)]
     Audit(ops::AuditCommand),
+    /// Run the multi-agent bug-fix workflow end to end (examples/bugfix-workflow).
+    Demo(demo::DemoArgs),
     /// Decide on escalated requests (through the admin API).
     #[command(subcommand)]
     Approvals(exact::ApprovalsCommand),
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Session(cmd) => ops::session(cmd),
         Command::Keys(cmd) => ops::keys(cmd),
         Command::Audit(cmd) => ops::audit(cmd),
+        Command::Demo(args) => demo::run(args),
         Command::Approvals(cmd) => exact::approvals(cmd),
         Command::Workflow(cmd) => exact::workflow(cmd),
     }

@@ -2,6 +2,14 @@
 //! config): small real HTTP servers on loopback that, like a real service
 //! behind Airlock, accept a request only with a valid Airlock JWT for their
 //! own audience, checked against the live JWKS.
+//!
+//! And `airlock demo`: the bug-fix workflow of `examples/bugfix-workflow/`,
+//! five scripted agents end to end ([`bugfix`]).
+
+pub mod bugfix;
+mod scenario;
+
+pub use bugfix::{DemoOptions, run as run_bugfix};
 
 use std::sync::Arc;
 

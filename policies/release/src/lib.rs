@@ -1,0 +1,200 @@
+//! `release`: merges the workflow's pull request once QA and the senior
+//! reviewer approved it, and only with a human's approval of the merge.
+//!
+//! Its part of `examples/bugfix-workflow/WORKFLOW.md`:
+//! - from stage pr_open: `pulls.read` of the pull request;
+//! - at stage pr_open: `pulls.merge` of it (body `{}` or empty) with
+//!   `approved.qa` and `approved.senior-reviewer` set (rule
+//!   `two-approvals`); without a human approval of this request it
+//!   escalates (rule `human-approval`), with one it allows and sets stage
+//!   `merged`.
+
+use airlock_sdk::prelude::*;
+use bugfix_common::{
+    Stage, allow, approved_by, decide, empty_body, escalate, only_query, refuse, stage_from, stage_in, the_pr,
+};
+
+pub const ROLE: &str = "release";
+
+/// The roles whose APPROVE the merge needs.
+const APPROVERS: [&str; 2] = ["qa", "senior-reviewer"];
+
+pub struct Release;
+
+impl Policy for Release {
+    fn describe() -> Description {
+        Description::new(ROLE, env!("CARGO_PKG_VERSION"))
+    }
+
+    fn evaluate(request: &Request) -> Verdict {
+        decide(ROLE, request, |op, action| {
+            match op {
+                "pulls.read" => {
+                    stage_from(op, Stage::PrOpen)?;
+                    the_pr(action)?;
+                    only_query(action, &[])?;
+                }
+                "pulls.merge" => {
+                    // At pr_open the plan was approved: the stage only gets
+                    // there through `approved`.
+                    stage_in(op, &[Stage::PrOpen])?;
+                    let pr = the_pr(action)?;
+                    only_query(action, &[])?;
+                    empty_body(action)?;
+                    let missing: Vec<&str> = APPROVERS.into_iter().filter(|r| !approved_by(r)).collect();
+                    if !missing.is_empty() {
+                        return refuse(
+                            "two-approvals",
+                            format!(
+                                "merging {pr} needs the approvals of qa and senior-reviewer; missing: {}",
+                                missing.join(", ")
+                            ),
+                        );
+                    }
+                    if request.approval.is_none() {
+                        return Ok(escalate(
+                            ROLE,
+                            "human-approval",
+                            &format!("merging {pr} into main needs a human approval"),
+                        ));
+                    }
+                    Stage::Merged.enter();
+                }
+                _ => {
+                    return refuse(
+                        "unknown-operation",
+                        format!("{op} is not the release role's; it reads and merges the pull request"),
+                    );
+                }
+            }
+            Ok(allow(op))
+        })
+    }
+}
+
+export_policy!(Release);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_sdk::testing::Harness;
+    use bugfix_common::testing::Req;
+
+    fn rule(reason: &str) -> &str {
+        assert!(reason.starts_with("release: "), "{reason}");
+        let at = reason.rfind("(rule: ").expect("names a rule");
+        &reason[at + 7..reason.len() - 1]
+    }
+
+    fn at(stage: &str) -> Harness<Release> {
+        Harness::<Release>::new()
+            .with_state("stage", stage)
+            .with_state("ticket", "task-1042")
+            .with_state("branch", "fix-1042")
+            .with_state("pr", "fix-1042")
+    }
+
+    fn approved() -> Harness<Release> {
+        at("pr_open")
+            .with_state("approved.qa", "1")
+            .with_state("approved.senior-reviewer", "1")
+    }
+
+    fn merge() -> Req {
+        Req::new("pulls.merge").param("head", "fix-1042")
+    }
+
+    #[test]
+    fn merges_with_two_approvals_and_a_human() {
+        let mut h = approved();
+        let r = h.expect_escalate(&merge().build());
+        assert_eq!(
+            r,
+            "release: merging fix-1042 into main needs a human approval (rule: human-approval)"
+        );
+        assert_eq!(h.state("stage"), Some("pr_open"));
+        let grant = h.expect_allow(&merge().approved_by("alice@acme.example").build());
+        assert_eq!(grant.scopes, ["pulls:merge"]);
+        assert_eq!((grant.ttl_seconds, grant.single_use), (60, true));
+        assert_eq!(h.state("stage"), Some("merged"));
+        // Merged once: the stage moved on, even with another approval.
+        let r = h.expect_deny(&merge().approved_by("alice@acme.example").build());
+        assert_eq!(rule(&r), "stage");
+        h.expect_allow(&Req::new("pulls.read").param("head", "fix-1042").build());
+    }
+
+    #[test]
+    fn needs_both_approvals() {
+        for (qa, senior, missing) in [
+            (false, false, "qa, senior-reviewer"),
+            (true, false, "senior-reviewer"),
+            (false, true, "qa"),
+        ] {
+            let mut h = at("pr_open");
+            if qa {
+                h = h.with_state("approved.qa", "1");
+            }
+            if senior {
+                h = h.with_state("approved.senior-reviewer", "1");
+            }
+            // A human approval does not replace a reviewer's.
+            let r = h.expect_deny(&merge().approved_by("alice@acme.example").build());
+            assert_eq!(rule(&r), "two-approvals");
+            assert!(r.contains(&format!("missing: {missing}")), "{r}");
+        }
+    }
+
+    #[test]
+    fn nothing_before_the_pull_request() {
+        let mut h = Harness::<Release>::new()
+            .with_state("stage", "approved")
+            .with_state("approved.qa", "1")
+            .with_state("approved.senior-reviewer", "1");
+        let r = h.expect_deny(&merge().approved_by("alice@acme.example").build());
+        assert_eq!(rule(&r), "stage");
+        let r = h.expect_deny(&Req::new("pulls.read").param("head", "fix-1042").build());
+        assert_eq!(rule(&r), "stage");
+        assert_eq!(
+            rule(&Harness::<Release>::new().expect_deny(&merge().build())),
+            "stage"
+        );
+    }
+
+    #[test]
+    fn merges_only_this_pull_request_as_is() {
+        let mut h = approved();
+        let other = Req::new("pulls.merge")
+            .param("head", "hotfix")
+            .approved_by("alice")
+            .build();
+        assert_eq!(rule(&h.expect_deny(&other)), "pr");
+        h.expect_escalate(&merge().body("{}").build());
+        let squash = merge()
+            .body(r#"{"merge_method": "squash"}"#)
+            .approved_by("alice")
+            .build();
+        assert_eq!(rule(&h.expect_deny(&squash)), "body");
+        let truncated = merge().body("{}").truncated().approved_by("alice").build();
+        assert_eq!(rule(&h.expect_deny(&truncated)), "body");
+        let query = merge().query("force", "1").approved_by("alice").build();
+        assert_eq!(rule(&h.expect_deny(&query)), "query");
+        assert_eq!(h.state("stage"), Some("pr_open"));
+    }
+
+    #[test]
+    fn nothing_else() {
+        let mut h = approved();
+        let review = Req::new("pulls.review")
+            .param("head", "fix-1042")
+            .body(r#"{"event": "APPROVE", "body": "ship it"}"#)
+            .build();
+        assert_eq!(rule(&h.expect_deny(&review)), "unknown-operation");
+        let write = Req::new("contents.write")
+            .param("path", ".ci/deploy.yml")
+            .body(r#"{"branch": "main", "content": "x", "message": "m"}"#)
+            .build();
+        assert_eq!(rule(&h.expect_deny(&write)), "unknown-operation");
+        let wrong_method = merge().method("POST").approved_by("alice").build();
+        assert_eq!(rule(&h.expect_deny(&wrong_method)), "method");
+    }
+}
