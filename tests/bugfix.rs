@@ -70,6 +70,22 @@ fn the_developer_stays_inside_the_ticket_scope_and_its_read_budget() {
         "denied",
         "(rule: read-scope)",
     );
+    // A search is scoped like a read.
+    w.refused(
+        "developer",
+        "GET",
+        &format!("{REPO}/search?q=SECRET&path=config/"),
+        None,
+        "denied",
+        "(rule: read-scope)",
+    );
+    let hits = w.ok(
+        "developer",
+        "GET",
+        &format!("{REPO}/search?q=password&path=src/auth/"),
+        None,
+    );
+    assert!(hits.as_array().is_some_and(|h| !h.is_empty()), "{hits}");
     // Ten reads per session, then the budget says so; it does not refill.
     for i in 0..10 {
         let path = if i % 2 == 0 {

@@ -196,7 +196,7 @@ pub(super) async fn play(
         &dev,
         "searches the code",
         "GET",
-        &format!("{REPO}/search?q=password"),
+        &format!("{REPO}/search?q=password&path=src/auth/"),
         None,
         None,
         Allow,

@@ -337,7 +337,7 @@ fn act(repo: &mut Repo, route: &Route<'_>, query: &[(String, String)], body: &[u
         Op::TasksRead => repo.read_task(&target),
         Op::TasksComment => repo.comment_task(&target, body, agent),
         Op::ContentsRead => repo.read_file(&file_path(&route.file)?, param("ref")),
-        Op::CodeSearch => repo.search(param("q"), param("ref")),
+        Op::CodeSearch => repo.search(param("q"), param("path"), param("ref")),
         Op::BranchesCreate => repo.create_branch(body),
         Op::ContentsWrite => repo.write_file(&file_path(&route.file)?, body, agent),
         Op::PullsCreate => repo.create_pull(body, agent),

@@ -396,16 +396,22 @@ impl Repo {
         ))
     }
 
-    /// Case-insensitive substring search, line by line.
-    pub(crate) fn search(&self, q: Option<&str>, reference: Option<&str>) -> Outcome {
+    /// Case-insensitive substring search, line by line, in the files under
+    /// the directory `dir` (`src/auth/`): a search is scoped like a read, so
+    /// it cannot show lines of files its caller may not read.
+    pub(crate) fn search(&self, q: Option<&str>, dir: Option<&str>, reference: Option<&str>) -> Outcome {
         let q = q
             .map(str::trim)
             .filter(|q| !q.is_empty())
             .ok_or_else(|| invalid("`q` is required"))?;
+        let dir = dir
+            .filter(|d| d.ends_with('/') && check_path(d.trim_end_matches('/')).is_ok())
+            .ok_or_else(|| invalid("`path` is required: the directory to search, ending in `/`"))?;
         let needle = q.to_lowercase();
         let matches: Vec<Value> = self
             .branch(reference.unwrap_or(MAIN))?
             .iter()
+            .filter(|(path, _)| path.starts_with(dir))
             .flat_map(|(path, content)| {
                 content
                     .lines()

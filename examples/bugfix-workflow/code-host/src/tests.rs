@@ -330,7 +330,7 @@ async fn a_valid_token_performs_the_action() {
     let (status, hits) = f
         .call(
             "GET",
-            &format!("{REPO}/search?q=password_changed_at"),
+            &format!("{REPO}/search?q=password_changed_at&path=src/"),
             "",
             "code:search",
         )
@@ -343,6 +343,27 @@ async fn a_valid_token_performs_the_action() {
         .map(|h| h["path"].as_str().unwrap())
         .collect();
     assert_eq!(paths, HashSet::from(["src/auth/session.py", "src/auth/login.py"]));
+    // A search is scoped like a read: only files under `path`, which is required.
+    let (status, hits) = f
+        .call(
+            "GET",
+            &format!("{REPO}/search?q=%3D&path=src/auth/"),
+            "",
+            "code:search",
+        )
+        .await;
+    assert_eq!(status, 200, "{hits}");
+    assert!(
+        hits.as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["path"].as_str().unwrap().starts_with("src/auth/")),
+        "{hits}"
+    );
+    let (status, _) = f
+        .call("GET", &format!("{REPO}/search?q=password"), "", "code:search")
+        .await;
+    assert_eq!(status, 400, "a search without a directory");
     assert!(hits[0]["line"].as_u64().unwrap() > 0 && hits[0]["text"].is_string());
 
     // EdDSA tokens are as good.
@@ -983,7 +1004,7 @@ async fn queries_are_bound_canonically() {
     let (status, _) = f.send("GET", &extra, "", Some(&format!("Bearer {token}"))).await;
     assert_eq!(status, 403);
 
-    let search = format!("{REPO}/search?q=SESSION+LIFETIME");
+    let search = format!("{REPO}/search?q=SESSION+LIFETIME&path=src/");
     let (status, hits) = f.call("GET", &search, "", "code:search").await;
     assert_eq!(status, 200);
     assert!(
@@ -993,7 +1014,7 @@ async fn queries_are_bound_canonically() {
     let (status, hits) = f
         .call(
             "GET",
-            &format!("{REPO}/search?q=session_lifetime"),
+            &format!("{REPO}/search?q=session_lifetime&path=src/"),
             "",
             "code:search",
         )
