@@ -142,6 +142,15 @@ fn one_ticket_per_workflow_and_each_step_only_at_its_stage() {
         "denied",
         "(rule: one-ticket)",
     );
+    // The developer creates no tickets at all.
+    w.refused(
+        "developer",
+        "POST",
+        &format!("{REPO}/tasks"),
+        Some(json!({ "key": "task-1044", "title": "Mine", "bug": 1044, "scope": "src/", "body": "x" })),
+        "denied",
+        "(rule: unknown-operation)",
+    );
     assert_eq!(w.code.tasks(), ["task-1042"]);
     // The reviewer may read the ticket only once a plan is on it.
     w.refused(
@@ -559,4 +568,59 @@ fn revoking_the_workflow_stops_every_agent_at_once_and_operators_set_state() {
         .collect();
     assert!(actions.contains(&"workflow.revoke".to_string()));
     assert!(actions.contains(&"workflow.state.set".to_string()));
+}
+
+#[test]
+fn a_change_after_review_dismisses_the_approvals_until_they_are_given_again() {
+    let w = Bugfix::start();
+    w.up_to_merge();
+    // The developer addresses feedback on the open pull request…
+    let sha = w.code.file("fix-1042", "src/auth/session.py").map(|c| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(c.as_bytes()))
+    });
+    w.ok(
+        "developer",
+        "PUT",
+        &format!("{REPO}/contents/src/auth/session.py"),
+        Some(json!({ "branch": "fix-1042", "content": "# fixed again\n", "message": "review", "sha": sha })),
+    );
+    // …so the earlier approvals no longer count.
+    w.refused(
+        "release",
+        "PUT",
+        &format!("{REPO}/pulls/fix-1042/merge"),
+        Some(json!({})),
+        "denied",
+        "(rule: two-approvals)",
+    );
+    // A reviewer that requests changes withdraws its approval too.
+    w.pr_approvals();
+    w.ok(
+        "qa",
+        "POST",
+        &format!("{REPO}/pulls/fix-1042/reviews"),
+        Some(json!({ "event": "REQUEST_CHANGES", "body": "the reset test flakes" })),
+    );
+    w.refused(
+        "release",
+        "PUT",
+        &format!("{REPO}/pulls/fix-1042/merge"),
+        Some(json!({})),
+        "denied",
+        "(rule: two-approvals)",
+    );
+    w.ok(
+        "qa",
+        "POST",
+        &format!("{REPO}/pulls/fix-1042/reviews"),
+        Some(json!({ "event": "APPROVE", "body": "fixed" })),
+    );
+    let r = w.call(
+        "release",
+        "PUT",
+        &format!("{REPO}/pulls/fix-1042/merge"),
+        Some(json!({})),
+    );
+    assert_eq!(r.json()["error"], "escalated", "{}", r.text());
 }

@@ -500,23 +500,97 @@ pub fn the_pr(action: &Action) -> Check<String> {
     Ok(pr)
 }
 
-/// The state key recording `role`'s approval of the pull request.
+/// The state key naming the agent that opened the pull request.
+pub const PR_AUTHOR_KEY: &str = "pr.author";
+
+/// The roles whose APPROVE a merge needs, each from a different agent.
+pub const APPROVERS: [&str; 2] = ["qa", "senior-reviewer"];
+
+/// The agent that opened the pull request (`pr.author`).
+pub fn pr_author() -> Check<String> {
+    required_key(PR_AUTHOR_KEY)
+}
+
+/// Refuse when `agent` opened the workflow's pull request: an agent never
+/// approves or merges its own work, whatever role it acts in (rule
+/// `separation-of-duties`). `deed` is what it may not do: `approve`, `merge`.
+pub fn not_the_author(agent: &str, deed: &str) -> Check<()> {
+    let author = pr_author()?;
+    ensure(agent != author, "separation-of-duties", || {
+        format!("{agent} wrote this pull request and may not {deed} it")
+    })
+}
+
+/// The state key recording `role`'s approval of the pull request: `1`
+/// while it stands, `0` once withdrawn or dismissed.
 pub fn approval_key(role: &str) -> String {
     format!("approved.{role}")
 }
 
-/// Whether `role` approved the pull request.
+/// The state key naming the agent that last approved as `role`.
+pub fn approver_key(role: &str) -> String {
+    format!("approver.{role}")
+}
+
+/// Whether `role`'s approval of the pull request stands.
 pub fn approved_by(role: &str) -> bool {
     state::get(&approval_key(role)).as_deref() == Some("1")
 }
 
-/// Record `role`'s APPROVE review; a second one is refused (rule `one-approval`).
-pub fn approve_once(role: &str) -> Check<()> {
+/// The agent whose approval as `role` stands (`approver.<role>`).
+pub fn approver(role: &str) -> Check<String> {
+    required_key(&approver_key(role))
+}
+
+/// Record `agent`'s APPROVE as `role`: refused while the role's approval
+/// stands (rule `one-approval`); sets `approved.<role>` = 1 and
+/// `approver.<role>` = the agent.
+pub fn approve(role: &str, agent: &str) -> Check<()> {
     ensure(!approved_by(role), "one-approval", || {
-        format!("the {role} has already approved this pull request; it approves once")
+        format!(
+            "the {role} has already approved this pull request; its approval stands until it \
+             requests changes or the code changes"
+        )
     })?;
     state::set(&approval_key(role), "1");
+    state::set(&approver_key(role), agent);
     Ok(())
+}
+
+/// Withdraw `role`'s approval (`approved.<role>` = 0). Writes only: whether
+/// there was one does not matter.
+pub fn withdraw_approval(role: &str) {
+    state::set(&approval_key(role), "0");
+}
+
+/// Dismiss every approval: the code they approved has changed.
+pub fn dismiss_approvals() {
+    for role in APPROVERS {
+        withdraw_approval(role);
+    }
+    log::info(
+        "approvals dismissed",
+        &[("why", "the pull request's code changed")],
+    );
+}
+
+/// A reviewing `role`'s `pulls.review` by `agent`: APPROVE is refused to
+/// the pull request's author (rule `separation-of-duties`) and while the
+/// role's approval stands (rule `one-approval`), else records it;
+/// REQUEST_CHANGES withdraws the role's approval; COMMENT changes nothing.
+/// Reads `pr.author` and `approved.<role>` only for an APPROVE.
+pub fn review_pull(role: &str, agent: &str, action: &Action) -> Check<()> {
+    match review_event(action)? {
+        ReviewEvent::Approve => {
+            not_the_author(agent, "approve")?;
+            approve(role, agent)
+        }
+        ReviewEvent::RequestChanges => {
+            withdraw_approval(role);
+            Ok(())
+        }
+        ReviewEvent::Comment => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -649,6 +723,8 @@ mod tests {
                     "tasks.comment" => {
                         task_comment(action)?;
                     }
+                    "pulls.review" => review_pull("qa", &request.principal.agent, action)?,
+                    "contents.write" => dismiss_approvals(),
                     _ => return refuse("unknown-operation", format!("{op} is not for the probe")),
                 }
                 Ok(allow(op))
@@ -741,5 +817,61 @@ mod tests {
             .with_state("stage", "ticket")
             .expect_deny(&read);
         assert!(r.contains("no \"ticket\"") && r.ends_with("(rule: state)"), "{r}");
+    }
+
+    fn review(event: &str, agent: &str) -> Request {
+        Req::new("pulls.review")
+            .param("head", "fix-1042")
+            .agent(agent)
+            .body(format!(r#"{{"event": "{event}", "body": ""}}"#))
+            .build()
+    }
+
+    #[test]
+    fn approvals_stand_until_withdrawn_or_dismissed() {
+        let mut h = Harness::<Probe>::new().with_state("pr.author", "dev-agent");
+        h.expect_allow(&review("COMMENT", "qa-agent"));
+        assert_eq!(h.state("approved.qa"), None);
+        h.expect_allow(&review("APPROVE", "qa-agent"));
+        assert_eq!(h.state("approved.qa"), Some("1"));
+        assert_eq!(h.state("approver.qa"), Some("qa-agent"));
+        let r = h.expect_deny(&review("APPROVE", "qa-agent"));
+        assert!(
+            r.ends_with(
+                "its approval stands until it requests changes or the code changes (rule: one-approval)"
+            ),
+            "{r}"
+        );
+        // REQUEST_CHANGES withdraws it; a later APPROVE restores it.
+        h.expect_allow(&review("REQUEST_CHANGES", "qa-agent"));
+        assert_eq!(h.state("approved.qa"), Some("0"));
+        h.expect_allow(&review("APPROVE", "qa-2"));
+        assert_eq!(h.state("approved.qa"), Some("1"));
+        assert_eq!(h.state("approver.qa"), Some("qa-2"));
+        // New code dismisses every approval.
+        h = h.with_state("approved.senior-reviewer", "1");
+        h.expect_allow(&Req::new("contents.write").build());
+        assert_eq!(h.state("approved.qa"), Some("0"));
+        assert_eq!(h.state("approved.senior-reviewer"), Some("0"));
+        h.expect_allow(&review("APPROVE", "qa-agent"));
+    }
+
+    #[test]
+    fn the_author_never_approves() {
+        let mut h = Harness::<Probe>::new().with_state("pr.author", "dev-agent");
+        let r = h.expect_deny(&review("APPROVE", "dev-agent"));
+        assert_eq!(
+            r,
+            "probe: dev-agent wrote this pull request and may not approve it (rule: separation-of-duties)"
+        );
+        assert_eq!(h.state("approved.qa"), None);
+        // Without a recorded author nobody approves (fail closed).
+        let r = Harness::<Probe>::new().expect_deny(&review("APPROVE", "qa-agent"));
+        assert!(
+            r.contains("no \"pr.author\"") && r.ends_with("(rule: state)"),
+            "{r}"
+        );
+        // Withdrawing needs no author.
+        Harness::<Probe>::new().expect_allow(&review("REQUEST_CHANGES", "dev-agent"));
     }
 }

@@ -1,6 +1,7 @@
 //! Requests for the roles' unit tests, built from the operation name: the
 //! method and path come from the code host's route table, the repository is
-//! `acme/shop`, and the session is `s-1` unless a test says otherwise.
+//! `acme/shop`, the agent is `agent-1` and the session `s-1` unless a test
+//! says otherwise.
 //!
 //! ```ignore
 //! let read = Req::new("tasks.read").param("key", "task-1042").build();
@@ -25,6 +26,7 @@ impl Req {
         let mut request = Request::builder(crate::SERVICE, method, "/")
             .operation(op)
             .build();
+        request.principal.agent = "agent-1".into();
         request.principal.session = "s-1".into();
         request.principal.workflow = "wf-1".into();
         Req(request)
@@ -52,6 +54,11 @@ impl Req {
 
     pub fn service(mut self, service: &str) -> Req {
         self.0.action.service = service.into();
+        self
+    }
+
+    pub fn agent(mut self, agent: &str) -> Req {
+        self.0.principal.agent = agent.into();
         self
     }
 

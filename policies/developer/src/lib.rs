@@ -4,25 +4,32 @@
 //!
 //! Its part of `examples/bugfix-workflow/WORKFLOW.md`:
 //! - from stage ticket: `tasks.read` of the ticket, `issues.read` of its bug,
-//!   `code.search` (5 per session, rule `search-budget`), `contents.read` at
-//!   `main` or the fix branch of files under the scope or `tests/`
-//!   (rule `read-scope`; 10 per session, rule `read-budget`);
+//!   `code.search` in a directory (`path`) that is the scope, `tests/` or
+//!   inside one of them (rule `read-scope`; 5 per session, rule
+//!   `search-budget`), `contents.read` at `main` or the fix branch of files
+//!   under the scope or `tests/` (rule `read-scope`; 10 per session, rule
+//!   `read-budget`);
 //! - at stage ticket: `tasks.comment` of kind `plan` listing 1..=10 files
 //!   under the scope or `tests/` → stage `planned`, `plan.files`;
 //! - at stage approved: `branches.create` of `fix-<bug>` from `main`
-//!   → `branch`; `contents.write` of planned files (rule `planned-files`) on
-//!   the fix branch only (rule `fix-branch-only`), never changing an existing
-//!   test (rule `tests-read-only`); `pulls.create` from the fix branch into
-//!   `main` → stage `pr_open`, `pr`;
+//!   → `branch`; `pulls.create` from the fix branch into `main` → stage
+//!   `pr_open`, `pr`, `pr.author` (the agent);
+//! - at stage approved or pr_open: `contents.write` of planned files (rule
+//!   `planned-files`) on the fix branch only (rule `fix-branch-only`), never
+//!   changing an existing test (rule `tests-read-only`); at pr_open the write
+//!   dismisses the reviewers' approvals (`approved.qa`,
+//!   `approved.senior-reviewer` → 0);
 //! - `pulls.merge`: rule `separation-of-duties`; anything else:
 //!   rule `unknown-operation`.
 
+use airlock_sdk::paths;
 use airlock_sdk::prelude::*;
 use airlock_sdk::serde_json::Value;
 use bugfix_common::{
-    Check, CommentKind, MAIN, Stage, allow, body_object, branch, bug, clean_path, decide, ensure,
-    fix_branch_name, is_canonical, is_under, only_query, optional_text_field, param, plan_files, refuse,
-    scope, spend, stage_from, stage_in, string_field, task_comment, text_field, the_ticket,
+    Check, CommentKind, MAIN, PR_AUTHOR_KEY, Stage, allow, body_object, branch, bug, clean_path, decide,
+    dismiss_approvals, ensure, fix_branch_name, is_canonical, is_under, only_query, optional_text_field,
+    param, plan_files, refuse, scope, spend, stage_from, stage_in, string_field, task_comment, text_field,
+    the_ticket,
 };
 
 pub const ROLE: &str = "developer";
@@ -62,6 +69,7 @@ impl Policy for Developer {
                 "code.search" => {
                     stage_from(op, Stage::Ticket)?;
                     search_query(action)?;
+                    search_dir(action)?;
                     spend(
                         "search",
                         session,
@@ -84,7 +92,7 @@ impl Policy for Developer {
                 "tasks.comment" => post_plan(action)?,
                 "branches.create" => create_branch(action)?,
                 "contents.write" => write_file(action)?,
-                "pulls.create" => open_pull(action)?,
+                "pulls.create" => open_pull(action, &request.principal.agent)?,
                 "pulls.merge" => {
                     return refuse(
                         "separation-of-duties",
@@ -107,15 +115,47 @@ impl Policy for Developer {
     }
 }
 
-/// `code.search`: one non-empty `q`, nothing else.
+/// `code.search`: one non-empty `q` and one `path`, nothing else.
 fn search_query(action: &Action) -> Check<()> {
-    only_query(action, &["q"])?;
+    only_query(action, &["q", "path"])?;
     let q = action.query("q").unwrap_or("");
     ensure(
         !q.trim().is_empty() && q.len() <= MAX_SEARCH_QUERY_BYTES,
         "query",
         || format!("code.search needs a q of 1..={MAX_SEARCH_QUERY_BYTES} bytes"),
     )
+}
+
+/// `code.search`'s `path`: the directory the code host searches, so it is
+/// scoped like a read. Normalised (no `..`) and ending in `/`, it must be
+/// the scope, `tests/`, or a directory inside one of them. The scope is read
+/// only for a directory outside `tests/`.
+fn search_dir(action: &Action) -> Check<()> {
+    let Some(raw) = action.query("path") else {
+        return refuse(
+            "read-scope",
+            "code.search needs a path: the directory to search, the ticket's scope or tests/ or inside them",
+        );
+    };
+    let dir = match clean_path(raw) {
+        Some(dir) if raw.ends_with('/') => dir,
+        _ => {
+            return refuse(
+                "read-scope",
+                format!(
+                    "search path {raw:?} is not a plain relative directory ending in '/' \
+                     (absolute, '..', or control characters)"
+                ),
+            );
+        }
+    };
+    if paths::has_prefix(&dir, TESTS_DIR) {
+        return Ok(());
+    }
+    let scope = scope()?;
+    ensure(paths::has_prefix(&dir, &scope), "read-scope", || {
+        format!("search path {dir}/ is outside the ticket's scope {scope} and {TESTS_DIR}")
+    })
 }
 
 /// `contents.read`: at `main` or the fix branch, under the scope or `tests/`.
@@ -213,11 +253,13 @@ fn create_branch(action: &Action) -> Check<()> {
     Ok(())
 }
 
-/// `contents.write` at stage approved: a planned file, on the fix branch;
-/// a new file under `tests/`, never a change to an existing one.
+/// `contents.write` at stage approved or pr_open: a planned file, on the
+/// fix branch; a new file under `tests/`, never a change to an existing one.
+/// At pr_open (addressing review feedback) it dismisses the approvals, which
+/// were given to the code before this write.
 fn write_file(action: &Action) -> Check<()> {
     let op = action.op();
-    stage_in(op, &[Stage::Approved])?;
+    let stage = stage_in(op, &[Stage::Approved, Stage::PrOpen])?;
     let Some(fix) = branch() else {
         return refuse("stage", "contents.write needs the fix branch; create it first");
     };
@@ -245,12 +287,17 @@ fn write_file(action: &Action) -> Check<()> {
     let planned = plan_files()?;
     ensure(planned.iter().any(|p| p == raw), "planned-files", || {
         format!("{raw} is not one of the planned files ({})", planned.join(", "))
-    })
+    })?;
+    if stage == Stage::PrOpen {
+        dismiss_approvals();
+    }
+    Ok(())
 }
 
 /// `pulls.create` at stage approved: the fix branch into `main`, once.
-/// Sets stage `pr_open` and `pr`.
-fn open_pull(action: &Action) -> Check<()> {
+/// Sets stage `pr_open`, `pr` and `pr.author` = `agent`, whom the reviewers'
+/// and release's policies then keep from approving or merging it.
+fn open_pull(action: &Action, agent: &str) -> Check<()> {
     let op = action.op();
     stage_in(op, &[Stage::Approved])?;
     let Some(fix) = branch() else {
@@ -267,8 +314,12 @@ fn open_pull(action: &Action) -> Check<()> {
     ensure(state::get("pr").is_none(), "one-pull", || {
         "the pull request is open already; one per workflow".into()
     })?;
+    ensure(!agent.is_empty(), "principal", || {
+        "pulls.create needs the requesting agent's name: it is recorded as the pull request's author".into()
+    })?;
     Stage::PrOpen.enter();
     state::set("pr", head);
+    state::set(PR_AUTHOR_KEY, agent);
     Ok(())
 }
 
@@ -310,8 +361,12 @@ mod tests {
         Req::new("contents.read").param("path", path)
     }
 
+    fn search_in(q: &str, dir: &str) -> Request {
+        Req::new("code.search").query("q", q).query("path", dir).build()
+    }
+
     fn search(q: &str) -> Request {
-        Req::new("code.search").query("q", q).build()
+        search_in(q, "src/auth/")
     }
 
     fn plan(files: serde_json::Value) -> Request {
@@ -331,6 +386,7 @@ mod tests {
 
     fn pull(head: &str, base: &str) -> Request {
         Req::new("pulls.create")
+            .agent("dev-agent")
             .json(&json!({"title": "Fix #1042", "head": head, "base": base, "body": "Expire sessions."}))
             .build()
     }
@@ -408,10 +464,55 @@ mod tests {
         assert_eq!(grant.scopes, ["pulls:create"]);
         assert_eq!(h.state("stage"), Some("pr_open"));
         assert_eq!(h.state("pr"), Some("fix-1042"));
-        // Once open, no second pull request and no more writes.
+        // The requesting agent is the pull request's author.
+        assert_eq!(h.state("pr.author"), Some("dev-agent"));
+        // Writing before the pull request dismisses nothing: nothing to dismiss.
+        assert_eq!(h.state("approved.qa"), None);
+        // Once open, no second pull request.
         assert_eq!(rule(&h.expect_deny(&pull("fix-1042", "main"))), "stage");
-        let r = h.expect_deny(&write("src/auth/session.py", "fix-1042", Some("9b7e0d2")));
-        assert_eq!(rule(&r), "stage");
+    }
+
+    #[test]
+    fn addresses_review_feedback_and_dismisses_approvals() {
+        let mut h = implementing()
+            .with_state("stage", "pr_open")
+            .with_state("pr", "fix-1042")
+            .with_state("pr.author", "dev-agent")
+            .with_state("approved.qa", "1")
+            .with_state("approver.qa", "qa-agent")
+            .with_state("approved.senior-reviewer", "1");
+        let grant = h.expect_allow(&write("src/auth/session.py", "fix-1042", Some("9b7e0d2")));
+        assert_eq!(grant.scopes, ["contents:write"]);
+        assert_eq!(h.state("approved.qa"), Some("0"));
+        assert_eq!(h.state("approved.senior-reviewer"), Some("0"));
+        // Who approved is left as it was; the approval itself is gone.
+        assert_eq!(h.state("approver.qa"), Some("qa-agent"));
+        assert_eq!(h.state("stage"), Some("pr_open"));
+        // The same rules as before the pull request.
+        let mut h = h.with_state("approved.qa", "1");
+        for (request, expected) in [
+            (write("src/auth/session.py", "main", Some("a")), "fix-branch-only"),
+            (write("src/auth/login.py", "fix-1042", Some("a")), "planned-files"),
+            (
+                write("tests/test_session_expiry.py", "fix-1042", Some("a")),
+                "tests-read-only",
+            ),
+        ] {
+            assert_eq!(rule(&h.expect_deny(&request)), expected);
+        }
+        // A refused write dismisses nothing.
+        assert_eq!(h.state("approved.qa"), Some("1"));
+        h.expect_allow(&write("tests/test_session_expiry.py", "fix-1042", None));
+        assert_eq!(h.state("approved.qa"), Some("0"));
+        // After the merge nothing is written.
+        let mut h = implementing()
+            .with_state("stage", "merged")
+            .with_state("pr", "fix-1042");
+        let r = h.expect_deny(&write("src/auth/session.py", "fix-1042", Some("a")));
+        assert_eq!(
+            r,
+            "developer: contents.write is allowed at stage approved or pr_open only; the workflow is at merged (rule: stage)"
+        );
     }
 
     #[test]
@@ -460,19 +561,86 @@ mod tests {
     #[test]
     fn search_budget() {
         let mut h = at("ticket");
-        for _ in 0..5 {
-            h.expect_allow(&search("expire"));
+        for dir in ["src/auth/", "tests/", "src/auth/", "tests/", "src/auth/"] {
+            h.expect_allow(&search_in("expire", dir));
         }
         assert_eq!(rule(&h.expect_deny(&search("expire"))), "search-budget");
         let mut h = at("ticket");
-        assert_eq!(rule(&h.expect_deny(&Req::new("code.search").build())), "query");
-        let r = h.expect_deny(
-            &Req::new("code.search")
-                .query("q", "x")
-                .query("path", "config")
-                .build(),
+        let no_q = Req::new("code.search").query("path", "src/auth/").build();
+        assert_eq!(rule(&h.expect_deny(&no_q)), "query");
+        assert_eq!(rule(&h.expect_deny(&search_in(" ", "src/auth/"))), "query");
+        let twice = Req::new("code.search")
+            .query("q", "x")
+            .query("path", "src/auth/")
+            .query("path", "config/")
+            .build();
+        assert_eq!(rule(&h.expect_deny(&twice)), "query");
+        let branch = Req::new("code.search")
+            .query("q", "x")
+            .query("path", "src/auth/")
+            .query("ref", "fix-1042")
+            .build();
+        assert_eq!(rule(&h.expect_deny(&branch)), "query");
+        assert_eq!(h.state("budget.search.s-1"), None);
+    }
+
+    #[test]
+    fn searches_stay_in_scope() {
+        let mut h = at("ticket");
+        // The scope, tests/, and directories inside them; normalised first.
+        for dir in [
+            "src/auth/",
+            "src/auth/tokens/",
+            "tests/",
+            "tests/unit/",
+            "./src//auth/",
+        ] {
+            assert_eq!(
+                h.expect_allow(&search_in("password", dir)).scopes,
+                ["code:search"],
+                "{dir}"
+            );
+        }
+        let r = h.expect_deny(&search_in("password", "config/"));
+        assert_eq!(
+            r,
+            "developer: search path config/ is outside the ticket's scope src/auth/ and tests/ (rule: read-scope)"
         );
-        assert_eq!(rule(&r), "query");
+        for dir in [
+            "src/",
+            "src/authz/",
+            "src/billing/",
+            ".ci/",
+            "testsuite/",
+            // Not a directory: a prefix match would reach src/authz.py.
+            "src/auth",
+            "tests",
+            "src/auth/../../config/",
+            "src/auth/..",
+            "/src/auth/",
+            "./",
+            "/",
+            "",
+            "src/auth/\n/",
+        ] {
+            let r = h.expect_deny(&search_in("password", dir));
+            assert_eq!(rule(&r), "read-scope", "{dir:?}: {r}");
+        }
+        // Without a directory the code host would search everything.
+        let r = h.expect_deny(&Req::new("code.search").query("q", "password").build());
+        assert_eq!(rule(&r), "read-scope");
+        assert!(r.contains("code.search needs a path"), "{r}");
+        // Refused searches cost nothing.
+        assert_eq!(h.state("budget.search.s-1"), Some("5"));
+    }
+
+    #[test]
+    fn searching_tests_does_not_need_the_scope() {
+        // A search under tests/ reads no scope (fewer keys to re-check).
+        let mut h = Harness::<Developer>::new().with_state("stage", "ticket");
+        h.expect_allow(&search_in("expire", "tests/"));
+        let r = h.expect_deny(&search_in("expire", "src/auth/"));
+        assert!(r.contains("no \"scope\"") && r.ends_with("(rule: state)"), "{r}");
     }
 
     #[test]
@@ -596,6 +764,14 @@ mod tests {
         assert_eq!(rule(&h.expect_deny(&pull("fix-1042", "main"))), "stage");
         let mut h = implementing().with_state("pr", "fix-1042");
         assert_eq!(rule(&h.expect_deny(&pull("fix-1042", "main"))), "one-pull");
+        // The author must have a name.
+        let mut h = implementing();
+        let nameless = Req::new("pulls.create")
+            .agent("")
+            .json(&json!({"title": "Fix", "head": "fix-1042", "base": "main", "body": "b"}))
+            .build();
+        assert_eq!(rule(&h.expect_deny(&nameless)), "principal");
+        assert_eq!(h.state("pr.author"), None);
     }
 
     #[test]

@@ -4,14 +4,17 @@
 //! Its part of `examples/bugfix-workflow/WORKFLOW.md`:
 //! - from stage pr_open: `pulls.read` of the pull request;
 //! - at stage pr_open: `pulls.comment` on it and `pulls.review` of it
-//!   (APPROVE once, rule `one-approval`, sets `approved.qa`);
+//!   (APPROVE, not by the agent that wrote it — `pr.author`, rule
+//!   `separation-of-duties` — nor while its approval stands, rule
+//!   `one-approval`, sets `approved.qa` = 1 and `approver.qa` = the agent;
+//!   REQUEST_CHANGES sets `approved.qa` = 0);
 //! - `contents.read` and `code.search`: rule `no-source`; anything else:
 //!   rule `unknown-operation`.
 
 use airlock_sdk::prelude::*;
 use bugfix_common::{
-    ReviewEvent, Stage, allow, approve_once, body_object, decide, only_query, refuse, review_event,
-    stage_from, stage_in, text_field, the_pr,
+    Stage, allow, body_object, decide, only_query, refuse, review_pull, stage_from, stage_in, text_field,
+    the_pr,
 };
 
 pub const ROLE: &str = "qa";
@@ -42,9 +45,7 @@ impl Policy for Qa {
                     stage_in(op, &[Stage::PrOpen])?;
                     the_pr(action)?;
                     only_query(action, &[])?;
-                    if review_event(action)? == ReviewEvent::Approve {
-                        approve_once(ROLE)?;
-                    }
+                    review_pull(ROLE, &request.principal.agent, action)?;
                 }
                 // Search answers are lines of source, so they count as reading it.
                 "contents.read" | "code.search" => {
@@ -87,6 +88,7 @@ mod tests {
             .with_state("scope", "src/auth/")
             .with_state("branch", "fix-1042")
             .with_state("pr", "fix-1042")
+            .with_state("pr.author", "dev-agent")
     }
 
     fn read_pr() -> Request {
@@ -94,7 +96,12 @@ mod tests {
     }
 
     fn review(event: &str) -> Request {
+        review_as("qa-agent", event)
+    }
+
+    fn review_as(agent: &str, event: &str) -> Request {
         Req::new("pulls.review")
+            .agent(agent)
             .param("head", "fix-1042")
             .json(&json!({"event": event, "body": "Sessions now expire after a reset."}))
             .build()
@@ -110,7 +117,7 @@ mod tests {
     }
 
     #[test]
-    fn verifies_and_approves_once() {
+    fn verifies_and_approves() {
         let mut h = at("pr_open");
         let grant = h.expect_allow(&read_pr());
         assert_eq!(grant.scopes, ["pulls:read"]);
@@ -120,14 +127,50 @@ mod tests {
             .json(&json!({"body": "Reproduced the bug on main; fixed on the branch."}))
             .build();
         assert_eq!(h.expect_allow(&note).scopes, ["pulls:comment"]);
-        h.expect_allow(&review("REQUEST_CHANGES"));
         h.expect_allow(&review("COMMENT"));
         assert_eq!(h.state("approved.qa"), None);
+        h.expect_allow(&review("REQUEST_CHANGES"));
+        assert_eq!(h.state("approved.qa"), Some("0"));
         assert_eq!(h.expect_allow(&review("APPROVE")).scopes, ["pulls:review"]);
         assert_eq!(h.state("approved.qa"), Some("1"));
-        assert_eq!(rule(&h.expect_deny(&review("APPROVE"))), "one-approval");
-        // Its approval is its own: the senior reviewer's key is untouched.
+        assert_eq!(h.state("approver.qa"), Some("qa-agent"));
+        let r = h.expect_deny(&review("APPROVE"));
+        assert_eq!(
+            r,
+            "qa: the qa has already approved this pull request; its approval stands until it requests \
+             changes or the code changes (rule: one-approval)"
+        );
+        // Its approval is its own: the senior reviewer's keys are untouched.
         assert_eq!(h.state("approved.senior-reviewer"), None);
+        assert_eq!(h.state("approver.senior-reviewer"), None);
+    }
+
+    #[test]
+    fn withdraws_its_approval() {
+        let mut h = at("pr_open")
+            .with_state("approved.qa", "1")
+            .with_state("approver.qa", "qa-agent")
+            .with_state("approved.senior-reviewer", "1");
+        h.expect_allow(&review("REQUEST_CHANGES"));
+        assert_eq!(h.state("approved.qa"), Some("0"));
+        // Only its own approval.
+        assert_eq!(h.state("approved.senior-reviewer"), Some("1"));
+        h.expect_allow(&review("APPROVE"));
+        assert_eq!(h.state("approved.qa"), Some("1"));
+    }
+
+    #[test]
+    fn never_approves_its_agents_own_pull_request() {
+        let mut h = at("pr_open");
+        let r = h.expect_deny(&review_as("dev-agent", "APPROVE"));
+        assert_eq!(
+            r,
+            "qa: dev-agent wrote this pull request and may not approve it (rule: separation-of-duties)"
+        );
+        assert_eq!(h.state("approved.qa"), None);
+        // A different agent in the same role may.
+        h.expect_allow(&review_as("qa-agent-2", "APPROVE"));
+        assert_eq!(h.state("approver.qa"), Some("qa-agent-2"));
     }
 
     #[test]
@@ -141,7 +184,10 @@ mod tests {
             r,
             "qa: QA verifies behaviour through the pull request, not the source tree (rule: no-source)"
         );
-        let search = Req::new("code.search").query("q", "password").build();
+        let search = Req::new("code.search")
+            .query("q", "password")
+            .query("path", "src/auth/")
+            .build();
         assert_eq!(rule(&h.expect_deny(&search)), "no-source");
     }
 

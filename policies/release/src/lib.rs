@@ -1,23 +1,24 @@
 //! `release`: merges the workflow's pull request once QA and the senior
-//! reviewer approved it, and only with a human's approval of the merge.
+//! reviewer approved it, as two different agents, never its author's, and
+//! only with a human's approval of the merge.
 //!
 //! Its part of `examples/bugfix-workflow/WORKFLOW.md`:
 //! - from stage pr_open: `pulls.read` of the pull request;
-//! - at stage pr_open: `pulls.merge` of it (body `{}` or empty) with
-//!   `approved.qa` and `approved.senior-reviewer` set (rule
+//! - at stage pr_open: `pulls.merge` of it (body `{}` or empty), not by the
+//!   agent that wrote it (`pr.author`, rule `separation-of-duties`), with
+//!   `approved.qa` and `approved.senior-reviewer` both 1 and given by two
+//!   different agents (`approver.qa` ≠ `approver.senior-reviewer`; rule
 //!   `two-approvals`); without a human approval of this request it
 //!   escalates (rule `human-approval`), with one it allows and sets stage
 //!   `merged`.
 
 use airlock_sdk::prelude::*;
 use bugfix_common::{
-    Stage, allow, approved_by, decide, empty_body, escalate, only_query, refuse, stage_from, stage_in, the_pr,
+    APPROVERS, Stage, allow, approved_by, approver, decide, empty_body, ensure, escalate, not_the_author,
+    only_query, refuse, stage_from, stage_in, the_pr,
 };
 
 pub const ROLE: &str = "release";
-
-/// The roles whose APPROVE the merge needs.
-const APPROVERS: [&str; 2] = ["qa", "senior-reviewer"];
 
 pub struct Release;
 
@@ -41,6 +42,7 @@ impl Policy for Release {
                     let pr = the_pr(action)?;
                     only_query(action, &[])?;
                     empty_body(action)?;
+                    not_the_author(&request.principal.agent, "merge")?;
                     let missing: Vec<&str> = APPROVERS.into_iter().filter(|r| !approved_by(r)).collect();
                     if !missing.is_empty() {
                         return refuse(
@@ -51,6 +53,15 @@ impl Policy for Release {
                             ),
                         );
                     }
+                    // Read only now that both approvals stand.
+                    let [first, second] = APPROVERS;
+                    let first_agent = approver(first)?;
+                    ensure(approver(second)? != first_agent, "two-approvals", || {
+                        format!(
+                            "merging {pr} needs the approvals of two different agents; {first_agent} approved \
+                             as both {first} and {second}"
+                        )
+                    })?;
                     if request.approval.is_none() {
                         return Ok(escalate(
                             ROLE,
@@ -92,16 +103,21 @@ mod tests {
             .with_state("ticket", "task-1042")
             .with_state("branch", "fix-1042")
             .with_state("pr", "fix-1042")
+            .with_state("pr.author", "dev-agent")
     }
 
     fn approved() -> Harness<Release> {
         at("pr_open")
             .with_state("approved.qa", "1")
+            .with_state("approver.qa", "qa-agent")
             .with_state("approved.senior-reviewer", "1")
+            .with_state("approver.senior-reviewer", "senior-agent")
     }
 
     fn merge() -> Req {
-        Req::new("pulls.merge").param("head", "fix-1042")
+        Req::new("pulls.merge")
+            .agent("release-agent")
+            .param("head", "fix-1042")
     }
 
     #[test]
@@ -142,6 +158,71 @@ mod tests {
             assert_eq!(rule(&r), "two-approvals");
             assert!(r.contains(&format!("missing: {missing}")), "{r}");
         }
+    }
+
+    #[test]
+    fn withdrawn_or_dismissed_approvals_do_not_count() {
+        for (qa, senior, missing) in [
+            ("0", "1", "qa"),
+            ("1", "0", "senior-reviewer"),
+            ("0", "0", "qa, senior-reviewer"),
+        ] {
+            let mut h = approved()
+                .with_state("approved.qa", qa)
+                .with_state("approved.senior-reviewer", senior);
+            let r = h.expect_deny(&merge().approved_by("alice@acme.example").build());
+            assert_eq!(rule(&r), "two-approvals");
+            assert!(
+                r.ends_with(&format!("missing: {missing} (rule: two-approvals)")),
+                "{r}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_author_never_merges() {
+        let mut h = approved();
+        let r = h.expect_deny(
+            &merge()
+                .agent("dev-agent")
+                .approved_by("alice@acme.example")
+                .build(),
+        );
+        assert_eq!(
+            r,
+            "release: dev-agent wrote this pull request and may not merge it (rule: separation-of-duties)"
+        );
+        assert_eq!(h.state("stage"), Some("pr_open"));
+        // Nor is the merge escalated to a human on its behalf.
+        assert_eq!(
+            rule(&h.expect_deny(&merge().agent("dev-agent").build())),
+            "separation-of-duties"
+        );
+        // An unknown author: nobody merges.
+        let mut h = approved().with_state("pr.author", "");
+        let r = h.expect_deny(&merge().approved_by("alice@acme.example").build());
+        assert!(
+            r.contains("no \"pr.author\"") && r.ends_with("(rule: state)"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn two_approvals_from_two_agents() {
+        let mut h = approved().with_state("approver.senior-reviewer", "qa-agent");
+        let r = h.expect_deny(&merge().approved_by("alice@acme.example").build());
+        assert_eq!(
+            r,
+            "release: merging fix-1042 needs the approvals of two different agents; qa-agent approved as \
+             both qa and senior-reviewer (rule: two-approvals)"
+        );
+        // An approval whose agent is not recorded does not count either.
+        let mut h = approved().with_state("approver.qa", "");
+        let r = h.expect_deny(&merge().approved_by("alice@acme.example").build());
+        assert!(
+            r.contains("no \"approver.qa\"") && r.ends_with("(rule: state)"),
+            "{r}"
+        );
     }
 
     #[test]

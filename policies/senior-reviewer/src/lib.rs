@@ -1,6 +1,7 @@
 //! `senior-reviewer`: reviews the developer's plan on the ticket, then the
-//! pull request. It may approve the pull request once; it never writes code
-//! or merges.
+//! pull request. Its approval stands until it requests changes or the code
+//! changes; it never approves a pull request its own agent wrote, never
+//! writes code and never merges.
 //!
 //! Its part of `examples/bugfix-workflow/WORKFLOW.md`:
 //! - from stage planned: `tasks.read` of the ticket, `contents.read` of
@@ -8,14 +9,17 @@
 //!   session, rule `read-budget`);
 //! - at stage planned: `tasks.comment` of kind `review` → stage `reviewed`;
 //! - from stage pr_open: `pulls.read` of the pull request; at pr_open:
-//!   `pulls.comment` on it and `pulls.review` of it (APPROVE once, rule
-//!   `one-approval`, sets `approved.senior-reviewer`).
+//!   `pulls.comment` on it and `pulls.review` of it: APPROVE, not by the
+//!   agent that wrote it (`pr.author`, rule `separation-of-duties`) nor
+//!   while its approval stands (rule `one-approval`), sets
+//!   `approved.senior-reviewer` = 1 and `approver.senior-reviewer` = the
+//!   agent; REQUEST_CHANGES sets `approved.senior-reviewer` = 0.
 
 use airlock_sdk::prelude::*;
 use bugfix_common::{
-    Check, CommentKind, MAIN, ReviewEvent, Stage, allow, approve_once, body_object, clean_path, decide,
-    ensure, is_under, only_query, param, refuse, review_event, scope, spend, stage_from, stage_in,
-    task_comment, text_field, the_pr, the_ticket,
+    Check, CommentKind, MAIN, Stage, allow, body_object, clean_path, decide, ensure, is_under, only_query,
+    param, refuse, review_pull, scope, spend, stage_from, stage_in, task_comment, text_field, the_pr,
+    the_ticket,
 };
 
 pub const ROLE: &str = "senior-reviewer";
@@ -30,7 +34,7 @@ impl Policy for SeniorReviewer {
     }
 
     fn evaluate(request: &Request) -> Verdict {
-        let session = &request.principal.session;
+        let (agent, session) = (&request.principal.agent, &request.principal.session);
         decide(ROLE, request, |op, action| {
             match op {
                 "tasks.read" => {
@@ -78,9 +82,7 @@ impl Policy for SeniorReviewer {
                     stage_in(op, &[Stage::PrOpen])?;
                     the_pr(action)?;
                     only_query(action, &[])?;
-                    if review_event(action)? == ReviewEvent::Approve {
-                        approve_once(ROLE)?;
-                    }
+                    review_pull(ROLE, agent, action)?;
                 }
                 "pulls.merge" => {
                     return refuse(
@@ -158,6 +160,7 @@ mod tests {
         at("pr_open")
             .with_state("branch", "fix-1042")
             .with_state("pr", "fix-1042")
+            .with_state("pr.author", "dev-agent")
     }
 
     fn read_ticket() -> Request {
@@ -176,7 +179,12 @@ mod tests {
     }
 
     fn review(event: &str) -> Request {
+        review_as("senior-agent", event)
+    }
+
+    fn review_as(agent: &str, event: &str) -> Request {
         Req::new("pulls.review")
+            .agent(agent)
             .param("head", "fix-1042")
             .json(&json!({"event": event, "body": "Looks right."}))
             .build()
@@ -261,13 +269,57 @@ mod tests {
             .build();
         assert_eq!(h.expect_allow(&note).scopes, ["pulls:comment"]);
         h.expect_allow(&review("COMMENT"));
-        h.expect_allow(&review("REQUEST_CHANGES"));
         assert_eq!(h.state("approved.senior-reviewer"), None);
+        h.expect_allow(&review("REQUEST_CHANGES"));
+        assert_eq!(h.state("approved.senior-reviewer"), Some("0"));
         assert_eq!(h.expect_allow(&review("APPROVE")).scopes, ["pulls:review"]);
         assert_eq!(h.state("approved.senior-reviewer"), Some("1"));
+        assert_eq!(h.state("approver.senior-reviewer"), Some("senior-agent"));
+        // Its approval is its own: QA's keys are untouched.
+        assert_eq!(h.state("approved.qa"), None);
+        assert_eq!(h.state("approver.qa"), None);
         assert_eq!(rule(&h.expect_deny(&review("APPROVE"))), "one-approval");
         let r = h.expect_deny(&review("DISMISS"));
         assert_eq!(rule(&r), "body");
+    }
+
+    #[test]
+    fn withdraws_and_approves_again() {
+        let mut h = pr_open()
+            .with_state("approved.senior-reviewer", "1")
+            .with_state("approver.senior-reviewer", "senior-agent");
+        let r = h.expect_deny(&review("APPROVE"));
+        assert_eq!(
+            r,
+            "senior-reviewer: the senior-reviewer has already approved this pull request; its approval \
+             stands until it requests changes or the code changes (rule: one-approval)"
+        );
+        h.expect_allow(&review("REQUEST_CHANGES"));
+        assert_eq!(h.state("approved.senior-reviewer"), Some("0"));
+        // COMMENT neither approves nor withdraws.
+        h.expect_allow(&review("COMMENT"));
+        assert_eq!(h.state("approved.senior-reviewer"), Some("0"));
+        h.expect_allow(&review("APPROVE"));
+        assert_eq!(h.state("approved.senior-reviewer"), Some("1"));
+        // Dismissed by the developer's new commit ("0"): it may approve again.
+        let mut h = pr_open().with_state("approved.senior-reviewer", "0");
+        h.expect_allow(&review("APPROVE"));
+    }
+
+    #[test]
+    fn never_approves_its_agents_own_pull_request() {
+        let mut h = pr_open();
+        let r = h.expect_deny(&review_as("dev-agent", "APPROVE"));
+        assert_eq!(
+            r,
+            "senior-reviewer: dev-agent wrote this pull request and may not approve it (rule: separation-of-duties)"
+        );
+        assert_eq!(h.state("approved.senior-reviewer"), None);
+        // It may still comment or ask for changes on it.
+        h.expect_allow(&review_as("dev-agent", "REQUEST_CHANGES"));
+        // An unknown author approves nothing.
+        let mut h = at("pr_open").with_state("pr", "fix-1042");
+        assert_eq!(rule(&h.expect_deny(&review("APPROVE"))), "state");
     }
 
     #[test]
@@ -292,7 +344,10 @@ mod tests {
             .json(&json!({"branch": "fix-1042", "content": "x", "message": "m"}))
             .build();
         assert_eq!(rule(&h.expect_deny(&write)), "unknown-operation");
-        let search = Req::new("code.search").query("q", "password").build();
+        let search = Req::new("code.search")
+            .query("q", "password")
+            .query("path", "src/auth/")
+            .build();
         assert_eq!(rule(&h.expect_deny(&search)), "unknown-operation");
     }
 }
