@@ -8,7 +8,18 @@ use std::path::Path;
 use serde_json::Value;
 use support::{airlock, example_policy, root};
 
-const EXAMPLES: [&str; 4] = ["crash-tracker", "analytics-agent", "code-reviewer", "pr-creator"];
+const EXAMPLES: [&str; 9] = [
+    "crash-tracker",
+    "analytics-agent",
+    "code-reviewer",
+    "pr-creator",
+    // The bug-fix workflow's roles.
+    "business-agent",
+    "developer",
+    "senior-reviewer",
+    "qa",
+    "release",
+];
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
