@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
 use super::ops::print;
@@ -26,27 +26,22 @@ pub enum ApprovalsCommand {
         admin: AdminArgs,
     },
     /// Approve: the agent may send the identical request once more, with the id.
-    Approve {
-        id: String,
-        /// Who approves (default: $USER).
-        #[arg(long = "as", env = "USER")]
-        approver: String,
-        #[arg(long)]
-        note: Option<String>,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
+    Approve(Decision),
     /// Deny: the request will not go through.
-    Deny {
-        id: String,
-        /// Who denies (default: $USER).
-        #[arg(long = "as", env = "USER")]
-        approver: String,
-        #[arg(long)]
-        note: Option<String>,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
+    Deny(Decision),
+}
+
+/// A person's decision on one approval.
+#[derive(Args, Debug)]
+pub struct Decision {
+    id: String,
+    /// Who decides (default: $USER).
+    #[arg(long = "as", env = "USER")]
+    approver: String,
+    #[arg(long)]
+    note: Option<String>,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,26 +81,16 @@ pub fn approvals(cmd: ApprovalsCommand) -> ExitCode {
         ApprovalsCommand::Show { id, admin } => {
             print(admin.call("GET", &format!("/v1/approvals/{id}"), None))
         }
-        ApprovalsCommand::Approve {
-            id,
-            approver,
-            note,
-            admin,
-        } => decide(&admin, &id, "approve", &approver, note),
-        ApprovalsCommand::Deny {
-            id,
-            approver,
-            note,
-            admin,
-        } => decide(&admin, &id, "deny", &approver, note),
+        ApprovalsCommand::Approve(d) => decide(d, "approve"),
+        ApprovalsCommand::Deny(d) => decide(d, "deny"),
     }
 }
 
-fn decide(admin: &AdminArgs, id: &str, verb: &str, approver: &str, note: Option<String>) -> ExitCode {
-    print(admin.call(
+fn decide(d: Decision, verb: &str) -> ExitCode {
+    print(d.admin.call(
         "POST",
-        &format!("/v1/approvals/{id}/{verb}"),
-        Some(json!({ "approver": approver, "note": note })),
+        &format!("/v1/approvals/{}/{verb}", d.id),
+        Some(json!({ "approver": d.approver, "note": d.note })),
     ))
 }
 

@@ -7,7 +7,6 @@
 //! introspects it; approvals go through the admin API; the run ends with the
 //! audit trail and its verification.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,7 +23,7 @@ use airlock_code_host::{CodeHost, CodeHostConfig};
 
 use super::scenario;
 use crate::config::Config;
-use crate::server::{Airlock, Bound, bind};
+use crate::server::{Airlock, Bound, bind, random_token, write_private};
 
 /// The workflow's configuration, built into the binary.
 pub const CONFIG: &str = include_str!("../../../examples/bugfix-workflow/airlock.toml");
@@ -180,24 +179,6 @@ pub(super) fn shorten(s: &str, max: usize) -> String {
     }
     let cut: String = s.chars().take(max.saturating_sub(1)).collect();
     format!("{cut}…")
-}
-
-fn random_token(prefix: &str) -> anyhow::Result<String> {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no secure random numbers"))?;
-    Ok(format!("{prefix}_{}", hex::encode(bytes)))
-}
-
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(contents.as_bytes())?;
-    Ok(())
 }
 
 /// How the scripted agents and the scripted human reach Airlock.

@@ -2,6 +2,8 @@
 //! the verdict the workflow expects, including a few misbehaviours that must
 //! be refused. See `examples/bugfix-workflow/WORKFLOW.md` for the rules.
 
+use std::collections::HashMap;
+
 use serde_json::{Value, json};
 
 use airlock_code_host::CodeHost;
@@ -10,6 +12,15 @@ use super::bugfix::{Answer, Net, shorten};
 
 const WORKFLOW: &str = "bugfix-1042";
 const REPO: &str = "/repos/acme/shop";
+
+/// The agents: (role, agent id).
+const AGENTS: [(&str, &str); 5] = [
+    ("business-agent", "pm-agent"),
+    ("developer", "dev-agent"),
+    ("senior-reviewer", "senior-agent"),
+    ("qa", "qa-agent"),
+    ("release", "release-agent"),
+];
 
 /// What a step must get.
 #[derive(Debug, Clone, Copy)]
@@ -21,31 +32,53 @@ enum Expect {
     /// Escalated to a human.
     Escalate,
 }
+use Expect::*;
+
+/// One request of one agent. `path` is below `/code` and the repository.
+struct Step {
+    role: &'static str,
+    what: &'static str,
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    expect: Expect,
+}
+
+fn step(
+    role: &'static str,
+    what: &'static str,
+    method: &'static str,
+    path: &str,
+    body: Option<Value>,
+    expect: Expect,
+) -> Step {
+    Step {
+        role,
+        what,
+        method,
+        path: format!("{REPO}{path}"),
+        body,
+        expect,
+    }
+}
 
 struct Play<'a> {
     net: &'a Net,
+    handles: HashMap<&'static str, String>,
     out: &'a mut (dyn std::io::Write + Send),
     step: usize,
     failures: Vec<String>,
 }
 
 impl Play<'_> {
-    #[allow(clippy::too_many_arguments)]
-    async fn step(
-        &mut self,
-        role: &str,
-        handle: &str,
-        what: &str,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-        approval: Option<&str>,
-        expect: Expect,
-    ) -> anyhow::Result<Answer> {
+    /// Send the step's request as its role's agent, print it with its
+    /// verdict, and note a failure if the verdict is not the expected one.
+    async fn run(&mut self, s: &Step, approval: Option<&str>) -> anyhow::Result<Answer> {
         self.step += 1;
+        let handle = self.handles.get(s.role).map(String::as_str).unwrap_or_default();
         let answer = self
             .net
-            .agent(handle, method, path, body.as_ref(), approval)
+            .agent(handle, s.method, &s.path, s.body.as_ref(), approval)
             .await?;
         // Airlock's own refusals carry its decision id; anything else came from upstream.
         let refused_by_airlock = answer.body.get("decision_id").is_some() && answer.status >= 400;
@@ -63,25 +96,110 @@ impl Play<'_> {
         } else {
             format!("upstream {} · {}", answer.status, answer.body)
         };
-        let ok = match expect {
-            Expect::Allow => !refused_by_airlock && (200..300).contains(&answer.status),
-            Expect::Escalate => refused_by_airlock && error == "escalated",
-            Expect::Deny(text) => refused_by_airlock && error != "escalated" && reason.contains(text),
+        let ok = match s.expect {
+            Allow => !refused_by_airlock && (200..300).contains(&answer.status),
+            Escalate => refused_by_airlock && error == "escalated",
+            Deny(text) => refused_by_airlock && error != "escalated" && reason.contains(text),
         };
         let mark = if ok { "✓" } else { "✗" };
-        writeln!(self.out, "{:>3}  {role:<16} {what}", self.step)?;
-        writeln!(self.out, "     {method} {}", shorten(path, 100))?;
+        writeln!(self.out, "{:>3}  {:<16} {}", self.step, s.role, s.what)?;
+        writeln!(self.out, "     {} {}", s.method, shorten(&s.path, 100))?;
         writeln!(self.out, "     {mark} {}", shorten(&got, 150))?;
         if !ok {
-            writeln!(self.out, "     expected {expect:?}")?;
-            self.failures.push(format!("step {} ({role}: {what})", self.step));
+            writeln!(self.out, "     expected {:?}", s.expect)?;
+            self.failures
+                .push(format!("step {} ({}: {})", self.step, s.role, s.what));
         }
         Ok(answer)
     }
 
-    fn note(&mut self, text: &str) -> std::io::Result<()> {
-        writeln!(self.out, "     · {text}")
+    async fn run_all(&mut self, steps: &[Step]) -> anyhow::Result<()> {
+        for s in steps {
+            self.run(s, None).await?;
+        }
+        Ok(())
     }
+}
+
+const FIXED: &str = "\"\"\"Session validity.\"\"\"\n\nfrom datetime import datetime, timezone\n\n\n\
+def is_valid(session, user, now=None):\n    now = now or datetime.now(timezone.utc)\n    \
+if session.expires_at <= now:\n        return False\n    \
+# A password change ends every session issued before it (#1042).\n    \
+if user.password_changed_at is not None and session.issued_at <= user.password_changed_at:\n        \
+return False\n    return True\n";
+
+const NEW_TEST: &str = "from datetime import datetime, timedelta, timezone\nfrom types import SimpleNamespace as NS\n\n\
+from src.auth.session import is_valid\n\n\n\
+def test_password_reset_ends_older_sessions():\n    t = datetime(2026, 1, 1, tzinfo=timezone.utc)\n    \
+session = NS(issued_at=t, expires_at=t + timedelta(hours=1))\n    \
+user = NS(password_changed_at=t + timedelta(minutes=5))\n    \
+assert not is_valid(session, user, now=t + timedelta(minutes=10))\n";
+
+/// 1. Triage and 2. analysis, up to the developer reading the file it will fix.
+#[rustfmt::skip]
+fn triage_and_analysis() -> Vec<Step> {
+    vec![
+        step("business-agent", "lists open high-priority bugs", "GET", "/issues?labels=bug,priority:high&state=open", None, Allow),
+        step("business-agent", "reads the bug it picked", "GET", "/issues/1042", None, Allow),
+        step("developer", "tries to read the ticket before it exists", "GET", "/tasks/task-1042", None, Deny("(rule: stage)")),
+        step("business-agent", "opens the task ticket", "POST", "/tasks",
+            Some(json!({ "key": "task-1042", "title": "Fix #1042: sessions survive a password reset", "bug": 1042,
+                         "scope": "src/auth/", "body": "Priority: high. Sessions must end when the password changes." })),
+            Allow),
+        step("business-agent", "tries to open a second ticket", "POST", "/tasks",
+            Some(json!({ "key": "task-1043", "title": "Fix #1043", "bug": 1043, "scope": "src/billing/", "body": "also" })),
+            Deny("(rule: one-ticket)")),
+        step("developer", "reads the ticket", "GET", "/tasks/task-1042", None, Allow),
+        step("developer", "reads the bug report", "GET", "/issues/1042", None, Allow),
+        step("developer", "searches the code", "GET", "/search?q=password&path=src/auth/", None, Allow),
+    ]
+}
+
+/// The rest of 2., 3. review of the plan, 4. business approval, 5.
+/// implementation (writing over `sha`), 6. testing and code review, up to
+/// the release agent reading the pull request.
+#[rustfmt::skip]
+fn plan_to_review(sha: &str) -> Vec<Step> {
+    let comment = |kind: &str, body: &str| Some(json!({ "kind": kind, "body": body }));
+    vec![
+        step("developer", "tries to read production secrets", "GET", "/contents/config/production.env", None, Deny("(rule: read-scope)")),
+        step("developer", "reads the existing tests", "GET", "/contents/tests/test_login.py", None, Allow),
+        step("developer", "comments its plan on the ticket", "POST", "/tasks/task-1042/comments",
+            Some(json!({ "kind": "plan",
+                "body": "Cause: is_valid() ignores password_changed_at. Fix: end sessions issued before the last password change. Add tests/test_session_reset.py.",
+                "files": ["src/auth/session.py", "tests/test_session_reset.py"] })),
+            Allow),
+        step("senior-reviewer", "reads the ticket and plan", "GET", "/tasks/task-1042", None, Allow),
+        step("senior-reviewer", "checks the code the plan names", "GET", "/contents/src/auth/session.py", None, Allow),
+        step("senior-reviewer", "comments its review", "POST", "/tasks/task-1042/comments",
+            comment("review", "Sound. Compare in UTC and cover the equal-timestamp edge."), Allow),
+        step("developer", "tries to branch before the plan is approved", "POST", "/branches",
+            Some(json!({ "name": "fix-1042", "from": "main" })), Deny("(rule: stage)")),
+        step("business-agent", "reads the plan and review", "GET", "/tasks/task-1042", None, Allow),
+        step("business-agent", "approves the plan", "POST", "/tasks/task-1042/comments", comment("approval", "Approved: proceed."), Allow),
+        step("developer", "creates the fix branch", "POST", "/branches", Some(json!({ "name": "fix-1042", "from": "main" })), Allow),
+        step("developer", "writes the planned fix on the branch", "PUT", "/contents/src/auth/session.py",
+            Some(json!({ "branch": "fix-1042", "content": FIXED, "message": "End sessions at password change (#1042)", "sha": sha })),
+            Allow),
+        step("developer", "adds the planned new test", "PUT", "/contents/tests/test_session_reset.py",
+            Some(json!({ "branch": "fix-1042", "content": NEW_TEST, "message": "Test #1042" })), Allow),
+        step("developer", "tries to write straight to main", "PUT", "/contents/src/auth/session.py",
+            Some(json!({ "branch": "main", "content": FIXED, "message": "hotfix", "sha": sha })), Deny("(rule: fix-branch-only)")),
+        step("developer", "opens the pull request", "POST", "/pulls",
+            Some(json!({ "title": "Fix #1042: end sessions at password change", "head": "fix-1042", "base": "main",
+                         "body": "Implements the approved plan on task-1042." })),
+            Allow),
+        step("developer", "tries to merge its own pull request", "PUT", "/pulls/fix-1042/merge", Some(json!({})),
+            Deny("(rule: separation-of-duties)")),
+        step("qa", "tries to read the source tree", "GET", "/contents/src/auth/session.py", None, Deny("(rule: no-source)")),
+        step("qa", "reads the pull request", "GET", "/pulls/fix-1042", None, Allow),
+        step("qa", "approves after its checks", "POST", "/pulls/fix-1042/reviews",
+            Some(json!({ "event": "APPROVE", "body": "Reset scenario verified on staging." })), Allow),
+        step("senior-reviewer", "reads the pull request", "GET", "/pulls/fix-1042", None, Allow),
+        step("senior-reviewer", "approves the code", "POST", "/pulls/fix-1042/reviews",
+            Some(json!({ "event": "APPROVE", "body": "LGTM." })), Allow),
+        step("release", "reads the pull request", "GET", "/pulls/fix-1042", None, Allow),
+    ]
 }
 
 /// Play the workflow. `Ok(true)` if every step got what it should and the
@@ -91,384 +209,47 @@ pub(super) async fn play(
     code: &CodeHost,
     out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<bool> {
-    let pm = net.session(WORKFLOW, "business-agent", "pm-agent").await?;
-    let dev = net.session(WORKFLOW, "developer", "dev-agent").await?;
-    let senior = net.session(WORKFLOW, "senior-reviewer", "senior-agent").await?;
-    let qa = net.session(WORKFLOW, "qa", "qa-agent").await?;
-    let release = net.session(WORKFLOW, "release", "release-agent").await?;
+    let mut handles = HashMap::new();
+    for (role, agent) in AGENTS {
+        handles.insert(role, net.session(WORKFLOW, role, agent).await?);
+    }
     writeln!(
         out,
         "five sessions in workflow {WORKFLOW}; agents hold only their session handles\n"
     )?;
     let mut p = Play {
         net,
+        handles,
         out,
         step: 0,
         failures: Vec::new(),
     };
-    use Expect::*;
 
-    // 1. Triage.
-    p.step(
-        "business-agent",
-        &pm,
-        "lists open high-priority bugs",
-        "GET",
-        &format!("{REPO}/issues?labels=bug,priority:high&state=open"),
-        None,
-        None,
-        Allow,
-    )
-    .await?;
-    p.step(
-        "business-agent",
-        &pm,
-        "reads the bug it picked",
-        "GET",
-        &format!("{REPO}/issues/1042"),
-        None,
-        None,
-        Allow,
-    )
-    .await?;
-    p.step(
+    p.run_all(&triage_and_analysis()).await?;
+    let read = step(
         "developer",
-        &dev,
-        "tries to read the ticket before it exists",
+        "reads the file in scope",
         "GET",
-        &format!("{REPO}/tasks/task-1042"),
-        None,
-        None,
-        Deny("(rule: stage)"),
-    )
-    .await?;
-    let ticket = json!({ "key": "task-1042", "title": "Fix #1042: sessions survive a password reset",
-        "bug": 1042, "scope": "src/auth/", "body": "Priority: high. Sessions must end when the password changes." });
-    p.step(
-        "business-agent",
-        &pm,
-        "opens the task ticket",
-        "POST",
-        &format!("{REPO}/tasks"),
-        Some(ticket),
+        "/contents/src/auth/session.py?ref=main",
         None,
         Allow,
-    )
-    .await?;
-    let second = json!({ "key": "task-1043", "title": "Fix #1043", "bug": 1043, "scope": "src/billing/", "body": "also" });
-    p.step(
-        "business-agent",
-        &pm,
-        "tries to open a second ticket",
-        "POST",
-        &format!("{REPO}/tasks"),
-        Some(second),
-        None,
-        Deny("(rule: one-ticket)"),
-    )
-    .await?;
-
-    // 2. Analysis.
-    p.step(
-        "developer",
-        &dev,
-        "reads the ticket",
-        "GET",
-        &format!("{REPO}/tasks/task-1042"),
-        None,
-        None,
-        Allow,
-    )
-    .await?;
-    p.step(
-        "developer",
-        &dev,
-        "reads the bug report",
-        "GET",
-        &format!("{REPO}/issues/1042"),
-        None,
-        None,
-        Allow,
-    )
-    .await?;
-    p.step(
-        "developer",
-        &dev,
-        "searches the code",
-        "GET",
-        &format!("{REPO}/search?q=password&path=src/auth/"),
-        None,
-        None,
-        Allow,
-    )
-    .await?;
-    let file = p
-        .step(
-            "developer",
-            &dev,
-            "reads the file in scope",
-            "GET",
-            &format!("{REPO}/contents/src/auth/session.py?ref=main"),
-            None,
-            None,
-            Allow,
-        )
-        .await?;
+    );
+    let file = p.run(&read, None).await?;
     let sha = file.body["sha"].as_str().unwrap_or_default().to_string();
-    p.step(
-        "developer",
-        &dev,
-        "tries to read production secrets",
-        "GET",
-        &format!("{REPO}/contents/config/production.env"),
-        None,
-        None,
-        Deny("(rule: read-scope)"),
-    )
-    .await?;
-    p.step(
-        "developer",
-        &dev,
-        "reads the existing tests",
-        "GET",
-        &format!("{REPO}/contents/tests/test_login.py"),
-        None,
-        None,
-        Allow,
-    )
-    .await?;
-    let plan = json!({ "kind": "plan",
-        "body": "Cause: is_valid() ignores password_changed_at. Fix: end sessions issued before the last password change. Add tests/test_session_reset.py.",
-        "files": ["src/auth/session.py", "tests/test_session_reset.py"] });
-    p.step(
-        "developer",
-        &dev,
-        "comments its plan on the ticket",
-        "POST",
-        &format!("{REPO}/tasks/task-1042/comments"),
-        Some(plan),
-        None,
-        Allow,
-    )
-    .await?;
-
-    // 3. Review of the plan, 4. business approval.
-    p.step(
-        "senior-reviewer",
-        &senior,
-        "reads the ticket and plan",
-        "GET",
-        &format!("{REPO}/tasks/task-1042"),
-        None,
-        None,
-        Allow,
-    )
-    .await?;
-    p.step(
-        "senior-reviewer",
-        &senior,
-        "checks the code the plan names",
-        "GET",
-        &format!("{REPO}/contents/src/auth/session.py"),
-        None,
-        None,
-        Allow,
-    )
-    .await?;
-    let review =
-        json!({ "kind": "review", "body": "Sound. Compare in UTC and cover the equal-timestamp edge." });
-    p.step(
-        "senior-reviewer",
-        &senior,
-        "comments its review",
-        "POST",
-        &format!("{REPO}/tasks/task-1042/comments"),
-        Some(review),
-        None,
-        Allow,
-    )
-    .await?;
-    p.step(
-        "developer",
-        &dev,
-        "tries to branch before the plan is approved",
-        "POST",
-        &format!("{REPO}/branches"),
-        Some(json!({ "name": "fix-1042", "from": "main" })),
-        None,
-        Deny("(rule: stage)"),
-    )
-    .await?;
-    p.step(
-        "business-agent",
-        &pm,
-        "reads the plan and review",
-        "GET",
-        &format!("{REPO}/tasks/task-1042"),
-        None,
-        None,
-        Allow,
-    )
-    .await?;
-    p.step(
-        "business-agent",
-        &pm,
-        "approves the plan",
-        "POST",
-        &format!("{REPO}/tasks/task-1042/comments"),
-        Some(json!({ "kind": "approval", "body": "Approved: proceed." })),
-        None,
-        Allow,
-    )
-    .await?;
-
-    // 5. Implementation.
-    p.step(
-        "developer",
-        &dev,
-        "creates the fix branch",
-        "POST",
-        &format!("{REPO}/branches"),
-        Some(json!({ "name": "fix-1042", "from": "main" })),
-        None,
-        Allow,
-    )
-    .await?;
-    let fixed = "\"\"\"Session validity.\"\"\"\n\nfrom datetime import datetime, timezone\n\n\ndef is_valid(session, user, now=None):\n    now = now or datetime.now(timezone.utc)\n    if session.expires_at <= now:\n        return False\n    # A password change ends every session issued before it (#1042).\n    if user.password_changed_at is not None and session.issued_at <= user.password_changed_at:\n        return False\n    return True\n";
-    p.step("developer", &dev, "writes the planned fix on the branch", "PUT", &format!("{REPO}/contents/src/auth/session.py"),
-        Some(json!({ "branch": "fix-1042", "content": fixed, "message": "End sessions at password change (#1042)", "sha": sha })), None, Allow).await?;
-    let test = "from datetime import datetime, timedelta, timezone\nfrom types import SimpleNamespace as NS\n\nfrom src.auth.session import is_valid\n\n\ndef test_password_reset_ends_older_sessions():\n    t = datetime(2026, 1, 1, tzinfo=timezone.utc)\n    session = NS(issued_at=t, expires_at=t + timedelta(hours=1))\n    user = NS(password_changed_at=t + timedelta(minutes=5))\n    assert not is_valid(session, user, now=t + timedelta(minutes=10))\n";
-    p.step(
-        "developer",
-        &dev,
-        "adds the planned new test",
-        "PUT",
-        &format!("{REPO}/contents/tests/test_session_reset.py"),
-        Some(json!({ "branch": "fix-1042", "content": test, "message": "Test #1042" })),
-        None,
-        Allow,
-    )
-    .await?;
-    p.step(
-        "developer",
-        &dev,
-        "tries to write straight to main",
-        "PUT",
-        &format!("{REPO}/contents/src/auth/session.py"),
-        Some(json!({ "branch": "main", "content": fixed, "message": "hotfix", "sha": sha })),
-        None,
-        Deny("(rule: fix-branch-only)"),
-    )
-    .await?;
-    p.step(
-        "developer",
-        &dev,
-        "opens the pull request",
-        "POST",
-        &format!("{REPO}/pulls"),
-        Some(
-            json!({ "title": "Fix #1042: end sessions at password change", "head": "fix-1042", "base": "main",
-                     "body": "Implements the approved plan on task-1042." }),
-        ),
-        None,
-        Allow,
-    )
-    .await?;
-    p.step(
-        "developer",
-        &dev,
-        "tries to merge its own pull request",
-        "PUT",
-        &format!("{REPO}/pulls/fix-1042/merge"),
-        Some(json!({})),
-        None,
-        Deny("(rule: separation-of-duties)"),
-    )
-    .await?;
-
-    // 6. Testing and code review.
-    p.step(
-        "qa",
-        &qa,
-        "tries to read the source tree",
-        "GET",
-        &format!("{REPO}/contents/src/auth/session.py"),
-        None,
-        None,
-        Deny("(rule: no-source)"),
-    )
-    .await?;
-    p.step(
-        "qa",
-        &qa,
-        "reads the pull request",
-        "GET",
-        &format!("{REPO}/pulls/fix-1042"),
-        None,
-        None,
-        Allow,
-    )
-    .await?;
-    p.step(
-        "qa",
-        &qa,
-        "approves after its checks",
-        "POST",
-        &format!("{REPO}/pulls/fix-1042/reviews"),
-        Some(json!({ "event": "APPROVE", "body": "Reset scenario verified on staging." })),
-        None,
-        Allow,
-    )
-    .await?;
-    p.step(
-        "senior-reviewer",
-        &senior,
-        "reads the pull request",
-        "GET",
-        &format!("{REPO}/pulls/fix-1042"),
-        None,
-        None,
-        Allow,
-    )
-    .await?;
-    p.step(
-        "senior-reviewer",
-        &senior,
-        "approves the code",
-        "POST",
-        &format!("{REPO}/pulls/fix-1042/reviews"),
-        Some(json!({ "event": "APPROVE", "body": "LGTM." })),
-        None,
-        Allow,
-    )
-    .await?;
+    p.run_all(&plan_to_review(&sha)).await?;
 
     // 7. Merge: two approvals, then a human.
-    p.step(
-        "release",
-        &release,
-        "reads the pull request",
-        "GET",
-        &format!("{REPO}/pulls/fix-1042"),
-        None,
-        None,
-        Allow,
-    )
-    .await?;
-    let merge_path = format!("{REPO}/pulls/fix-1042/merge");
-    let merge_body = json!({});
-    let escalated = p
-        .step(
+    let merge = |what, expect| {
+        step(
             "release",
-            &release,
-            "asks to merge",
+            what,
             "PUT",
-            &merge_path,
-            Some(merge_body.clone()),
-            None,
-            Escalate,
+            "/pulls/fix-1042/merge",
+            Some(json!({})),
+            expect,
         )
-        .await?;
+    };
+    let escalated = p.run(&merge("asks to merge", Escalate), None).await?;
     let approval = escalated.body["approval_id"]
         .as_str()
         .unwrap_or_default()
@@ -482,30 +263,16 @@ pub(super) async fn play(
             ),
         )
         .await?;
-    p.note(&format!(
-        "human alice@acme.example approves {approval}: {} {}",
+    writeln!(
+        p.out,
+        "     · human alice@acme.example approves {approval}: {} {}",
         decided.status, decided.body["status"]
-    ))?;
-    p.step(
-        "release",
-        &release,
-        "merges with the approval",
-        "PUT",
-        &merge_path,
-        Some(merge_body.clone()),
+    )?;
+    p.run(&merge("merges with the approval", Allow), Some(&approval))
+        .await?;
+    p.run(
+        &merge("tries to reuse the approval", Deny("already used")),
         Some(&approval),
-        Allow,
-    )
-    .await?;
-    p.step(
-        "release",
-        &release,
-        "tries to reuse the approval",
-        "PUT",
-        &merge_path,
-        Some(merge_body),
-        Some(&approval),
-        Deny("already used"),
     )
     .await?;
 

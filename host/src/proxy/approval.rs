@@ -13,24 +13,16 @@ use super::reply::Refusal;
 use crate::audit::DecisionRecord;
 use crate::policy::Approval;
 use crate::server::Airlock;
-use crate::state::{NewApproval, Session};
-use crate::token::request_binding;
+use crate::state::{EscalatedRequest, Session};
 
 /// The request header that names an approval. Like every `x-airlock-*`
 /// header it reaches neither the policy nor the upstream.
 pub(super) const APPROVAL_HEADER: &str = "x-airlock-approval";
 
 /// What an approval is bound to: hex sha256 of the principal (session,
-/// agent, role, workflow), the service, and the request binding of method,
-/// path, canonical query and body.
-pub(super) fn request_hash(
-    session: &Session,
-    service: &str,
-    method: &str,
-    path: &str,
-    query: &[(String, String)],
-    body: &[u8],
-) -> String {
+/// agent, role, workflow), the service, and the request's token binding
+/// (`token::request_binding`: method, path, canonical query and body).
+pub(super) fn request_hash(session: &Session, service: &str, binding: &str) -> String {
     let mut h = Sha256::new();
     for part in [
         session.id.as_str(),
@@ -42,7 +34,7 @@ pub(super) fn request_hash(
         h.update(part.as_bytes());
         h.update(b"\n");
     }
-    h.update(request_binding(method, path, query, body).as_bytes());
+    h.update(binding.as_bytes());
     hex::encode(h.finalize())
 }
 
@@ -60,13 +52,13 @@ pub(super) fn approval_for(
         .get_approval(id)
         .map_err(|e| refused(Refusal::Unavailable, format!("state store unavailable: {e}")))?
         .ok_or_else(|| invalid(format!("no approval {id:?}")))?;
-    if approval.session != session.id {
+    if approval.request.session != session.id {
         return Err(invalid(format!("approval {id} was given to another session")));
     }
-    if approval.request_hash != hash {
+    if approval.request.request_hash != hash {
         return Err(invalid(format!(
             "approval {id} is for a different request ({} {}); send exactly the request that was escalated",
-            approval.method, approval.path
+            approval.request.method, approval.request.path
         )));
     }
     match approval.usable(now_ms) {
@@ -100,7 +92,7 @@ pub(super) fn escalate(
 ) -> Refused {
     let ttl_ms = ctx.config.approvals.ttl_s.saturating_mul(1000);
     let created = ctx.store.create_approval(
-        NewApproval {
+        EscalatedRequest {
             request_hash: hash,
             session: session.id.clone(),
             agent: session.agent.clone(),
@@ -112,8 +104,8 @@ pub(super) fn escalate(
             path: path.to_string(),
             reason: reason.clone(),
             decision_id: record.decision_id.clone(),
-            ttl_ms,
         },
+        ttl_ms,
         now_ms,
     );
     let approval = match created {

@@ -245,7 +245,8 @@ async fn serve(
     }
 
     // 4. A human approval the agent presents must be for exactly this request.
-    let hash = request_hash(&session, service_name, &method, rest, &query, &body);
+    // What the token is bound to; an approval is bound to it too.
+    let binding = request_binding(&method, rest, &query, &body);
     let approval = match parts.headers.get(APPROVAL_HEADER) {
         None => None,
         Some(value) => {
@@ -255,6 +256,7 @@ async fn serve(
                 .trim()
                 .to_string();
             record.approval_id = Some(id.clone());
+            let hash = request_hash(&session, service_name, &binding);
             Some(approval_for(ctx, &id, &session, &hash, now)?)
         }
     };
@@ -319,7 +321,7 @@ async fn serve(
                     &route.operation,
                     &method,
                     rest,
-                    hash,
+                    request_hash(&session, service_name, &binding),
                     reason,
                     record,
                     now,
@@ -374,7 +376,6 @@ async fn serve(
         }
     };
 
-    let binding = request_binding(&method, rest, &query, &body);
     let token = mint(
         ctx,
         &session,

@@ -76,15 +76,22 @@ fn admin_token(config: &Config) -> anyhow::Result<Secret> {
     if let Some(t) = credential(Some(&path), None, "admin token").ok().flatten() {
         return Ok(t);
     }
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no secure random numbers"))?;
-    let token = format!("ala_{}", hex::encode(bytes));
+    let token = random_token("ala")?;
     write_private(&path, &token)?;
     tracing::info!(path = %path.display(), "generated an admin token");
     Ok(Secret(token))
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// A bearer secret: `prefix_` and 32 random bytes in hex.
+pub(crate) fn random_token(prefix: &str) -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no secure random numbers"))?;
+    Ok(format!("{prefix}_{}", hex::encode(bytes)))
+}
+
+/// Create `path` (and its directory) readable by the owner only; an
+/// existing file is an error, never overwritten.
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {

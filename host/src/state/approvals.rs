@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 /// Prefix of an approval id.
 pub const APPROVAL_PREFIX: &str = "apr_";
 
-/// What the proxy records when a policy escalates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewApproval {
+/// The request a policy escalated, as the proxy records it for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscalatedRequest {
+    /// What the approval is bound to (see the proxy's `request_hash`).
     pub request_hash: String,
     pub session: String,
     pub agent: String,
@@ -28,25 +29,16 @@ pub struct NewApproval {
     pub reason: String,
     /// The decision that escalated.
     pub decision_id: String,
-    pub ttl_ms: u64,
 }
 
-/// An approval as the store keeps it.
+/// An approval as the store keeps it: the escalated request and where its
+/// decision stands. Serialized flat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     /// `apr_` and 16 random bytes in base64url.
     pub id: String,
-    pub request_hash: String,
-    pub session: String,
-    pub agent: String,
-    pub role: String,
-    pub workflow: String,
-    pub service: String,
-    pub operation: String,
-    pub method: String,
-    pub path: String,
-    pub reason: String,
-    pub decision_id: String,
+    #[serde(flatten)]
+    pub request: EscalatedRequest,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
     #[serde(flatten)]

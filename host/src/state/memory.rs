@@ -10,8 +10,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use super::rate::{WINDOW_SECONDS, Window};
 use super::sessions::{expiry, handle_digest, new_approval_id, new_handle, new_session_id};
 use super::{
-    Approval, ApprovalDecision, ApprovalError, Commit, CommitOutcome, NewApproval, NewSession, RateCheck,
-    Session, SessionLookup, StateError, Store, TokenRecord, TokenStatus,
+    Approval, ApprovalDecision, ApprovalError, Commit, CommitOutcome, EscalatedRequest, NewSession,
+    RateCheck, Session, SessionLookup, StateError, Store, TokenRecord, TokenStatus,
 };
 use crate::policy::{StateWrite, Usage, WorkflowState};
 
@@ -332,7 +332,7 @@ impl Store for MemoryStore {
             None => None,
             Some(id) => match inner.approvals.get_mut(id) {
                 None => return Ok(CommitOutcome::ApprovalUnusable(format!("no approval {id:?}"))),
-                Some(a) if a.session != c.session_id => {
+                Some(a) if a.request.session != c.session_id => {
                     return Ok(CommitOutcome::ApprovalUnusable(format!(
                         "approval {id} was given to another session"
                     )));
@@ -437,23 +437,17 @@ impl Store for MemoryStore {
         Ok(state.clone())
     }
 
-    fn create_approval(&self, new: NewApproval, now_ms: u64) -> Result<Approval, StateError> {
-        let id = new_approval_id()?;
+    fn create_approval(
+        &self,
+        request: EscalatedRequest,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<Approval, StateError> {
         let approval = Approval {
-            id,
-            request_hash: new.request_hash,
-            session: new.session,
-            agent: new.agent,
-            role: new.role,
-            workflow: new.workflow,
-            service: new.service,
-            operation: new.operation,
-            method: new.method,
-            path: new.path,
-            reason: new.reason,
-            decision_id: new.decision_id,
+            id: new_approval_id()?,
+            request,
             created_at_ms: now_ms,
-            expires_at_ms: now_ms.saturating_add(new.ttl_ms),
+            expires_at_ms: now_ms.saturating_add(ttl_ms),
             decision: ApprovalDecision::Pending,
         };
         let mut inner = self.write()?;

@@ -26,7 +26,7 @@ use std::time::Duration;
 pub use crate::policy::StateError;
 use crate::policy::{StateWrite, Usage, WorkflowState};
 
-pub use approvals::{APPROVAL_PREFIX, Approval, ApprovalDecision, ApprovalError, NewApproval};
+pub use approvals::{APPROVAL_PREFIX, Approval, ApprovalDecision, ApprovalError, EscalatedRequest};
 pub use memory::MemoryStore;
 pub use rate::WINDOW_SECONDS;
 pub use sessions::{HANDLE_PREFIX, NewSession, SESSION_PREFIX, Session, SessionLookup};
@@ -146,8 +146,13 @@ pub trait Store: WorkflowState + Send + Sync {
         changes: &[(String, Option<String>)],
     ) -> Result<BTreeMap<String, String>, StateError>;
 
-    /// Record a pending approval for an escalated request.
-    fn create_approval(&self, new: NewApproval, now_ms: u64) -> Result<Approval, StateError>;
+    /// Record a pending approval for an escalated request, expiring `ttl_ms` from now.
+    fn create_approval(
+        &self,
+        request: EscalatedRequest,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<Approval, StateError>;
 
     /// An approval by id.
     fn get_approval(&self, id: &str) -> Result<Option<Approval>, StateError>;

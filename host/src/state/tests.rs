@@ -836,8 +836,8 @@ fn a_grant_budget_is_exact_under_eight_threads() {
     );
 }
 
-fn escalation(s: &Session, hash: &str) -> NewApproval {
-    NewApproval {
+fn escalation(s: &Session, hash: &str) -> EscalatedRequest {
+    EscalatedRequest {
         request_hash: hash.into(),
         session: s.id.clone(),
         agent: s.agent.clone(),
@@ -849,7 +849,6 @@ fn escalation(s: &Session, hash: &str) -> NewApproval {
         path: "/repos/acme/shop/pulls/fix-1/merge".into(),
         reason: "needs a human".into(),
         decision_id: "dec_1".into(),
-        ttl_ms: 60_000,
     }
 }
 
@@ -857,7 +856,7 @@ fn escalation(s: &Session, hash: &str) -> NewApproval {
 fn an_approval_is_decided_once_and_used_once() {
     let store = MemoryStore::new();
     let (s, _) = session(&store, Duration::from_secs(3600));
-    let a = store.create_approval(escalation(&s, "h1"), T0).unwrap();
+    let a = store.create_approval(escalation(&s, "h1"), 60_000, T0).unwrap();
     assert!(a.id.starts_with(APPROVAL_PREFIX));
     assert_eq!(a.status(T0), "pending");
     assert_eq!(store.list_approvals(T0, true).unwrap().len(), 1);
@@ -911,7 +910,7 @@ fn an_approval_is_decided_once_and_used_once() {
 fn approvals_expire_decided_or_not_and_denied_ones_are_never_usable() {
     let store = MemoryStore::new();
     let (s, _) = session(&store, Duration::from_secs(3600));
-    let late = store.create_approval(escalation(&s, "h1"), T0).unwrap();
+    let late = store.create_approval(escalation(&s, "h1"), 60_000, T0).unwrap();
     assert!(matches!(
         store.decide_approval(&late.id, true, "alice", None, T0 + 60_000),
         Err(ApprovalError::NotPending {
@@ -919,7 +918,7 @@ fn approvals_expire_decided_or_not_and_denied_ones_are_never_usable() {
             ..
         })
     ));
-    let unused = store.create_approval(escalation(&s, "h2"), T0).unwrap();
+    let unused = store.create_approval(escalation(&s, "h2"), 60_000, T0).unwrap();
     store
         .decide_approval(&unused.id, true, "alice", None, T0 + 1)
         .unwrap();
@@ -927,7 +926,7 @@ fn approvals_expire_decided_or_not_and_denied_ones_are_never_usable() {
         commit_with(&store, &s, None, Some(&unused.id), T0 + 60_000),
         CommitOutcome::ApprovalUnusable(_)
     ));
-    let denied = store.create_approval(escalation(&s, "h3"), T0).unwrap();
+    let denied = store.create_approval(escalation(&s, "h3"), 60_000, T0).unwrap();
     let d = store
         .decide_approval(&denied.id, false, "bob", Some("not today".into()), T0 + 1)
         .unwrap();

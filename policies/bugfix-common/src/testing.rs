@@ -120,3 +120,11 @@ fn path_of(request: &Request) -> String {
     };
     repo + &rest
 }
+
+/// The rule a deny reason names: `role: … (rule: NAME)` → `NAME`, after
+/// checking the reason starts with the role.
+pub fn rule_of<'a>(role: &str, reason: &'a str) -> &'a str {
+    assert!(reason.starts_with(&format!("{role}: ")), "{reason}");
+    let at = reason.rfind("(rule: ").expect("names a rule");
+    &reason[at + 7..reason.len() - 1]
+}

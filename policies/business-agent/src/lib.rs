@@ -180,9 +180,7 @@ mod tests {
     }
 
     fn rule(reason: &str) -> &str {
-        assert!(reason.starts_with("business-agent: "), "{reason}");
-        let at = reason.rfind("(rule: ").expect("names a rule");
-        &reason[at + 7..reason.len() - 1]
+        bugfix_common::testing::rule_of("business-agent", reason)
     }
 
     #[test]

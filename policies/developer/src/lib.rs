@@ -333,9 +333,7 @@ mod tests {
     use bugfix_common::testing::Req;
 
     fn rule(reason: &str) -> &str {
-        assert!(reason.starts_with("developer: "), "{reason}");
-        let at = reason.rfind("(rule: ").expect("names a rule");
-        &reason[at + 7..reason.len() - 1]
+        bugfix_common::testing::rule_of("developer", reason)
     }
 
     /// The state the business agent leaves: a ticket for bug 1042 in src/auth/.

@@ -92,9 +92,7 @@ mod tests {
     use bugfix_common::testing::Req;
 
     fn rule(reason: &str) -> &str {
-        assert!(reason.starts_with("release: "), "{reason}");
-        let at = reason.rfind("(rule: ").expect("names a rule");
-        &reason[at + 7..reason.len() - 1]
+        bugfix_common::testing::rule_of("release", reason)
     }
 
     fn at(stage: &str) -> Harness<Release> {

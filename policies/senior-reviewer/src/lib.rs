@@ -142,9 +142,7 @@ mod tests {
     use bugfix_common::testing::Req;
 
     fn rule(reason: &str) -> &str {
-        assert!(reason.starts_with("senior-reviewer: "), "{reason}");
-        let at = reason.rfind("(rule: ").expect("names a rule");
-        &reason[at + 7..reason.len() - 1]
+        bugfix_common::testing::rule_of("senior-reviewer", reason)
     }
 
     fn at(stage: &str) -> Harness<SeniorReviewer> {
