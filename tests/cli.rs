@@ -264,11 +264,17 @@ fn eval_limits_are_applied() {
 }
 
 #[test]
-fn build_fails_clearly_outside_a_policy_crate() {
+fn build_fails_clearly_outside_a_policy_folder() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = airlock(&["policy", "build", dir.path().to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no Cargo.toml"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "no policy here; expected Cargo.toml (Rust), policy.py (Python) or policy.js (JavaScript)"
+        ),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -183,10 +183,21 @@ pub struct PoliciesConfig {
     /// Reload a role's policy when its file changes.
     #[serde(default = "yes")]
     pub watch: bool,
+    /// Instances kept ready per Python or JavaScript policy (each serves one
+    /// decision); 0 makes every decision instantiate inline.
+    #[serde(default = "default_spare_instances")]
+    pub spare_instances: usize,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// Spares hold instance pool slots, which decisions in flight need too.
+const MAX_SPARE_INSTANCES: usize = 8;
+
+fn default_spare_instances() -> usize {
+    crate::policy::EngineConfig::default().spare_instances
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -469,6 +480,12 @@ impl Config {
                 "must be between 1 and 604800 (a week)".into(),
             ));
         }
+        if self.policies.spare_instances > MAX_SPARE_INSTANCES {
+            return Err((
+                "policies.spare_instances".into(),
+                format!("at most {MAX_SPARE_INSTANCES} (each spare holds an instance pool slot)"),
+            ));
+        }
         if self.roles.is_empty() {
             return Err(("roles".into(), "at least one role is needed".into()));
         }
@@ -675,6 +692,11 @@ policy = "crash-tracker.wasm"
                 GOOD.replace("fuel = 1000000", "fuel = 0"),
                 "roles.pr-creator.limits.fuel",
                 "greater than 0",
+            ),
+            (
+                GOOD.replace("dir = \"policies\"", "dir = \"policies\"\nspare_instances = 9"),
+                "policies.spare_instances",
+                "at most 8",
             ),
             (
                 GOOD.replace("services = [\"code\"]", "services = [\"billing\"]"),

@@ -27,6 +27,7 @@ pub fn airlock(args: &[&str]) -> Output {
     Command::new(airlock_bin())
         .args(args)
         .env("CARGO_TARGET_DIR", root().join("target/wasm-policies"))
+        .env("AIRLOCK_CACHE_DIR", compile_cache())
         .output()
         .expect("running airlock")
 }
@@ -96,9 +97,15 @@ pub fn guest(name: &str) -> Vec<u8> {
 /// Build an example policy from policies/NAME with `airlock policy build`;
 /// returns the component's path (the command's last stdout line).
 pub fn example_policy(name: &str) -> PathBuf {
+    build_policy(&root().join("policies").join(name))
+}
+
+/// Build the policy folder `dir` (any language) with `airlock policy build`;
+/// returns the component's path. Python and JavaScript builds need the tools
+/// `scripts/tools` installs (`scripts/test` puts them on the PATH).
+pub fn build_policy(dir: &Path) -> PathBuf {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_build_at_a_time = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = root().join("policies").join(name);
     let out = airlock(&["policy", "build", dir.to_str().expect("utf-8 path")]);
     assert!(
         out.status.success(),
@@ -110,11 +117,22 @@ pub fn example_policy(name: &str) -> PathBuf {
 }
 
 pub fn engine() -> Engine {
-    Engine::new(EngineConfig {
+    Engine::new(engine_config()).expect("engine")
+}
+
+/// The tests' engine settings: a small pool, and compiled components cached
+/// on disk by digest, shared with the `airlock` commands the tests run (a
+/// Python or JavaScript component takes seconds to compile).
+pub fn engine_config() -> EngineConfig {
+    EngineConfig {
         max_concurrent: 32,
+        cache_dir: Some(compile_cache()),
         ..EngineConfig::default()
-    })
-    .expect("engine")
+    }
+}
+
+pub fn compile_cache() -> PathBuf {
+    root().join("target/compiled-policies")
 }
 
 /// A request in the JSON form of `airlock policy eval`.

@@ -110,11 +110,20 @@ fn request_of(defaults: &toml::Table, case: &Case) -> Result<PolicyRequest, Stri
     Ok(req)
 }
 
-/// Run every case; prints one line per case and returns (passed, failed).
-pub fn run(module: &PolicyModule, table: &Table, limits: &Limits) -> (usize, usize) {
+/// A component under test, named as the user gave it.
+pub struct Subject {
+    pub name: String,
+    pub module: PolicyModule,
+}
+
+/// Run every case against every subject; prints one line per case and
+/// returns (passed, failed). With several subjects (the same policy built
+/// from different languages or versions), a case also fails unless every
+/// subject returned the identical verdict: kind, reason and whole grant.
+pub fn run(subjects: &[Subject], table: &Table, limits: &Limits) -> (usize, usize) {
     let (mut passed, mut failed) = (0, 0);
     for case in &table.cases {
-        match run_case(module, &table.defaults, case, limits) {
+        match run_case(subjects, &table.defaults, case, limits) {
             Ok(summary) => {
                 passed += 1;
                 println!("PASS  {}  ({summary})", case.name);
@@ -129,42 +138,98 @@ pub fn run(module: &PolicyModule, table: &Table, limits: &Limits) -> (usize, usi
 }
 
 fn run_case(
-    module: &PolicyModule,
+    subjects: &[Subject],
     defaults: &toml::Table,
     case: &Case,
     limits: &Limits,
 ) -> Result<String, String> {
+    // One request for all subjects: the same decision time, the same state.
     let req = request_of(defaults, case)?;
-    let state = Arc::new(seeded_state(&req.principal.workflow, &case.state));
-    let e = module.evaluate(&req, state, limits);
-    let got = match &e.verdict {
+    let mut verdicts: Vec<(&str, Verdict)> = Vec::new();
+    let mut costs = Vec::new();
+    let mut problems = Vec::new();
+    for subject in subjects {
+        let state = Arc::new(seeded_state(&req.principal.workflow, &case.state));
+        let e = subject.module.evaluate(&req, state, limits);
+        if let Err(why) = check(case, &e.verdict) {
+            problems.push(label(subjects, &subject.name, why));
+        }
+        costs.push(label(
+            subjects,
+            &subject.name,
+            format!("{} fuel, {} µs", e.fuel_used, e.elapsed.as_micros()),
+        ));
+        verdicts.push((&subject.name, e.verdict));
+    }
+    if let Some((first_name, first)) = verdicts.first()
+        && let Some((other_name, other)) = verdicts.iter().find(|(_, v)| v != first)
+    {
+        problems.push(format!(
+            "verdicts differ: {first_name}: {}; {other_name}: {}",
+            describe(first),
+            describe(other)
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    let shown = verdicts.first().map(|(_, v)| describe(v)).unwrap_or_default();
+    Ok(format!("{shown}, {}", costs.join(", ")))
+}
+
+/// `what`, prefixed with the subject's name when there are several.
+fn label(subjects: &[Subject], name: &str, what: String) -> String {
+    if subjects.len() > 1 {
+        format!("{name}: {what}")
+    } else {
+        what
+    }
+}
+
+/// A verdict in one line: kind, then the reason or the grant's scopes.
+fn describe(verdict: &Verdict) -> String {
+    match (verdict.reason(), verdict.grant()) {
+        (Some(r), _) => format!("{} \"{r}\"", verdict.kind()),
+        (None, Some(g)) => format!(
+            "{} {:?} ttl {}s{}{}",
+            verdict.kind(),
+            g.scopes,
+            g.ttl_seconds,
+            if g.single_use { " single-use" } else { "" },
+            g.max_response_bytes
+                .map(|b| format!(" max {b} bytes"))
+                .unwrap_or_default(),
+        ),
+        (None, None) => verdict.kind().to_string(),
+    }
+}
+
+/// The case's expectations against one verdict.
+fn check(case: &Case, verdict: &Verdict) -> Result<(), String> {
+    let got = match verdict {
         Verdict::Allow(_) => Expect::Allow,
         Verdict::Deny(_) => Expect::Deny,
         Verdict::Escalate(_) => Expect::Escalate,
     };
-    let shown = match e.verdict.reason() {
-        Some(r) => format!("{} \"{r}\"", e.verdict.kind()),
-        None => e.verdict.kind().to_string(),
-    };
     if got != case.expect {
-        return Err(format!("expected {}, got {shown}", case.expect.as_str()));
+        return Err(format!(
+            "expected {}, got {}",
+            case.expect.as_str(),
+            describe(verdict)
+        ));
     }
     if let Some(want) = &case.reason {
-        let reason = e.verdict.reason().unwrap_or("");
+        let reason = verdict.reason().unwrap_or("");
         if !reason.contains(want.as_str()) {
             return Err(format!("reason {reason:?} does not contain {want:?}"));
         }
     }
-    if let (Some(want), Some(grant)) = (&case.scopes, e.verdict.grant())
+    if let (Some(want), Some(grant)) = (&case.scopes, verdict.grant())
         && &grant.scopes != want
     {
         return Err(format!("scopes {:?}, expected {want:?}", grant.scopes));
     }
-    Ok(format!(
-        "{shown}, {} fuel, {} µs",
-        e.fuel_used,
-        e.elapsed.as_micros()
-    ))
+    Ok(())
 }
 
 #[cfg(test)]

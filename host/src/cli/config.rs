@@ -33,7 +33,7 @@ fn check(file: &Path) -> Result<(), String> {
     let config = Config::load(file).map_err(|e| e.to_string())?;
     let engine = Engine::new(EngineConfig {
         max_memory_bytes: MAX_ROLE_MEMORY,
-        max_concurrent: 4,
+        max_concurrent: 16,
         cache_dir: config.policies.cache_dir.clone(),
         ..EngineConfig::default()
     })

@@ -16,9 +16,12 @@ use super::cases;
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
-    /// Build a policy crate to a component; prints the component's path last.
+    /// Build a policy's source folder to a component; prints the component's
+    /// path last. The language is named by the folder's entry file:
+    /// Cargo.toml (Rust), policy.py (Python, needs componentize-py) or
+    /// policy.js (JavaScript, needs ComponentizeJS's componentize-js).
     Build {
-        /// The policy's source folder (a Rust crate with crate-type cdylib).
+        /// The policy's source folder.
         dir: PathBuf,
     },
     /// Check a component against the policy world; list its imports and exports.
@@ -45,9 +48,12 @@ pub enum PolicyCommand {
         admin: super::remote::AdminArgs,
     },
     /// Run a table of named cases against a component, like `opa test`.
+    /// Given several components (one policy built from several languages),
+    /// every case must also get the identical verdict from each.
     Test {
-        /// The component file.
-        file: PathBuf,
+        /// The component file(s).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// The case table (TOML).
         #[arg(long)]
         cases: PathBuf,
@@ -93,7 +99,7 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
             state,
             limits,
         } => eval(&file, &request, state.as_deref(), &limits.limits()),
-        PolicyCommand::Test { file, cases, limits } => test(&file, &cases, &limits.limits()),
+        PolicyCommand::Test { files, cases, limits } => test(&files, &cases, &limits.limits()),
         PolicyCommand::Reload { admin } => super::ops::reload(admin),
     }
 }
@@ -111,10 +117,26 @@ fn build(dir: &Path) -> ExitCode {
     }
 }
 
+/// Where the one-shot commands cache compiled components, so that a Python
+/// or JavaScript policy (seconds to compile) is compiled once per version:
+/// `AIRLOCK_CACHE_DIR` (empty for no cache), else
+/// `$XDG_CACHE_HOME/airlock/compiled` or `~/.cache/airlock/compiled`.
+fn compile_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("AIRLOCK_CACHE_DIR") {
+        return (!dir.is_empty()).then(|| PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("airlock/compiled"))
+}
+
 /// Load a component file for the one-shot commands.
 pub(super) fn load(file: &Path, limits: &Limits) -> Result<PolicyModule, String> {
     let engine = Engine::new(EngineConfig {
-        max_concurrent: 4,
+        max_concurrent: 16,
+        cache_dir: compile_cache_dir(),
         ..EngineConfig::default()
     })
     .map_err(|e| format!("starting the engine: {e:#}"))?;
@@ -238,7 +260,7 @@ pub(super) fn evaluation_json(module: &PolicyModule, e: &Evaluation) -> serde_js
     out
 }
 
-fn test(file: &Path, cases_file: &Path, limits: &Limits) -> ExitCode {
+fn test(files: &[PathBuf], cases_file: &Path, limits: &Limits) -> ExitCode {
     let table = match read_input(cases_file)
         .and_then(|t| cases::parse(&t).map_err(|e| format!("{}: {e}", cases_file.display())))
     {
@@ -248,14 +270,20 @@ fn test(file: &Path, cases_file: &Path, limits: &Limits) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let module = match load(file, limits) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+    let mut subjects = Vec::new();
+    for file in files {
+        match load(file, limits) {
+            Ok(module) => subjects.push(cases::Subject {
+                name: file.display().to_string(),
+                module,
+            }),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
         }
-    };
-    let (passed, failed) = cases::run(&module, &table, limits);
+    }
+    let (passed, failed) = cases::run(&subjects, &table, limits);
     println!("{passed} passed, {failed} failed");
     if failed == 0 {
         ExitCode::SUCCESS

@@ -21,8 +21,9 @@ wasmtime::component::bindgen!({
 
 pub(crate) use self::airlock::policy::types as wit;
 
-/// Everything one evaluation's store holds. Built fresh per evaluation and
-/// dropped with it, so nothing leaks from one decision into the next.
+/// Everything one instance's store holds. A store serves one instantiation
+/// and then exactly one decision ([`begin_decision`](Self::begin_decision)),
+/// and is dropped with it, so nothing leaks from one decision into the next.
 pub(crate) struct GuestContext {
     pub memory_cap: usize,
     /// Set when the guest asked for more memory than its cap: a trap that
@@ -58,6 +59,19 @@ impl GuestContext {
             logs_dropped: 0,
             wasi: None,
         }
+    }
+
+    /// Start the decision this instance was made for: what start-up code
+    /// read, wrote or logged belongs to no decision and is forgotten, and
+    /// state reads now see `workflow`.
+    pub fn begin_decision(&mut self, workflow: String, state: Arc<dyn WorkflowState>) {
+        self.workflow = workflow;
+        self.state = state;
+        self.overlay.clear();
+        self.reads.clear();
+        self.writes.clear();
+        self.logs.clear();
+        self.logs_dropped = 0;
     }
 
     /// What a WASI guest printed, at most `MAX_GUEST_OUTPUT` bytes.

@@ -14,6 +14,7 @@ use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 
 use super::bindings::{GuestContext, Policy, PolicyPre, wit};
 use super::limits::Limits;
+use super::spares::{SpareWorker, Spares};
 use super::state_view::WorkflowState;
 use super::types::{Failure, FailureClass, LogRecord, PolicyRequest, StateWrite, Verdict};
 use super::verdict::validate_verdict;
@@ -29,7 +30,8 @@ const IDLE_TICKS_BEFORE_PARK: u64 = 1000;
 pub struct EngineConfig {
     /// The largest memory cap any role may have; sizes the instance pool.
     pub max_memory_bytes: usize,
-    /// Evaluations that may run at the same time (instance pool slots).
+    /// Instances that may exist at the same time (instance pool slots):
+    /// evaluations in flight, spares, and used instances not yet discarded.
     pub max_concurrent: u32,
     /// Largest component file accepted, in bytes.
     pub max_module_bytes: u64,
@@ -37,7 +39,16 @@ pub struct EngineConfig {
     /// memory only. The directory must be private to Airlock: its files are
     /// loaded as native code.
     pub cache_dir: Option<PathBuf>,
+    /// Instances kept ready per policy whose component is at least
+    /// [`SPARES_MIN_COMPONENT_BYTES`] (Python and JavaScript runtimes); 0 makes
+    /// every decision instantiate inline. Each spare serves one decision.
+    pub spare_instances: usize,
 }
+
+/// Components this large carry a language runtime whose instantiation costs
+/// ~0.5-1 ms (a Rust policy instantiates in a few µs, where a hand-off to
+/// another thread would cost more than it saves).
+pub const SPARES_MIN_COMPONENT_BYTES: u64 = 1 << 20;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -46,6 +57,7 @@ impl Default for EngineConfig {
             max_concurrent: 256,
             max_module_bytes: 64 << 20,
             cache_dir: None,
+            spare_instances: 2,
         }
     }
 }
@@ -75,6 +87,8 @@ pub struct PolicyModule {
     engine: Arc<EngineShared>,
     pre: PolicyPre<GuestContext>,
     info: PolicyInfo,
+    /// Instances made ahead of use, for components slow to instantiate.
+    spares: Option<Arc<Spares>>,
 }
 
 /// What identifies a loaded policy version.
@@ -112,13 +126,15 @@ pub struct Evaluation {
     pub guest_output: Option<Vec<u8>>,
 }
 
-struct EngineShared {
+pub(super) struct EngineShared {
     engine: wasmtime::Engine,
     plain_linker: Linker<GuestContext>,
     wasi_linker: Linker<GuestContext>,
     config: EngineConfig,
     compiled: Mutex<HashMap<String, Component>>,
     ticker: Ticker,
+    /// The background thread that makes and discards spare instances.
+    spare_worker: SpareWorker,
 }
 
 /// The policy engine. Clone freely: clones share one wasmtime engine,
@@ -132,7 +148,11 @@ impl Engine {
     pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(config.max_concurrent)
-            .total_core_instances(config.max_concurrent * 4)
+            // A Python or JavaScript component links its language runtime out
+            // of several core modules, each a core instance; a Rust policy is
+            // one or two. Pool slots are reserved address space, committed
+            // only when used.
+            .total_core_instances(config.max_concurrent * 16)
             .total_memories(config.max_concurrent * 2)
             .total_tables(config.max_concurrent * 4)
             .max_memories_per_component(4)
@@ -165,9 +185,15 @@ impl Engine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut wasi_linker)?;
 
         if let Some(dir) = &config.cache_dir {
-            std::fs::create_dir_all(dir)?;
+            // Private: its files are loaded as native code.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
         }
         let ticker = Ticker::start(engine.clone());
+        let spare_worker = SpareWorker::start()?;
         Ok(Engine {
             shared: Arc::new(EngineShared {
                 engine,
@@ -176,6 +202,7 @@ impl Engine {
                 config,
                 compiled: Mutex::new(HashMap::new()),
                 ticker,
+                spare_worker,
             }),
         })
     }
@@ -236,7 +263,8 @@ impl Engine {
 
         let mut module = PolicyModule {
             engine: self.shared.clone(),
-            pre,
+            pre: pre.clone(),
+            spares: None,
             info: PolicyInfo {
                 name: String::new(),
                 version: String::new(),
@@ -252,6 +280,11 @@ impl Engine {
             .map_err(|f| LoadError::Describe(f.to_string()))?;
         module.info.name = name;
         module.info.version = version;
+        if config.spare_instances > 0 && module.info.size >= SPARES_MIN_COMPONENT_BYTES {
+            let spares = Spares::new(self.shared.clone(), pre, *limits, config.spare_instances);
+            spares.request_refill();
+            module.spares = Some(spares);
+        }
         Ok(module)
     }
 
@@ -309,7 +342,11 @@ impl Engine {
 
 fn write_artifact(path: &std::path::Path, component: &Component) -> anyhow::Result<()> {
     let bytes = component.serialize()?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per writer (process and call), so two threads compiling the
+    // same policy never write into one temporary file.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
@@ -355,33 +392,19 @@ impl PolicyModule {
         &self.info
     }
 
-    fn store(&self, limits: &Limits, workflow: String, state: Arc<dyn WorkflowState>) -> Store<GuestContext> {
-        let ctx = GuestContext::new(limits.memory_bytes, workflow, state);
-        let mut store = Store::new(&self.engine.engine, ctx);
-        store.limiter(|c| c);
-        // Fuel is set before instantiation, so start-up code is metered too.
-        let _ = store.set_fuel(limits.fuel);
-        let ticks = limits.deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
-        store
-    }
-
     fn describe(&self, limits: &Limits) -> Result<(String, String), Failure> {
-        let mut store = self.store(limits, String::new(), Arc::new(super::NoState));
+        let mut fresh = self.engine.instantiate(&self.pre, limits).map_err(|(f, _)| f)?;
         let _active = self.engine.ticker.activate();
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|p| p.call_describe(&mut store));
-        match result {
+        match fresh.policy.call_describe(&mut fresh.store) {
             Ok(d) => Ok((d.name, d.version)),
-            Err(e) => Err(classify(&e, store.data())),
+            Err(e) => Err(classify(&e, fresh.store.data())),
         }
     }
 
-    /// Decide one request in a fresh instance. Blocks the calling thread for
-    /// at most the deadline; from async code use [`evaluate_async`](Self::evaluate_async).
+    /// Decide one request in an instance no other decision has used: a
+    /// spare made ahead of time when this policy has them, otherwise one
+    /// made now. Blocks the calling thread for at most the instantiation and
+    /// the deadline; from async code use [`evaluate_async`](Self::evaluate_async).
     pub fn evaluate(
         &self,
         request: &PolicyRequest,
@@ -389,21 +412,36 @@ impl PolicyModule {
         limits: &Limits,
     ) -> Evaluation {
         let started = Instant::now();
-        let mut store = self.store(limits, request.principal.workflow.clone(), state);
+        let spare = self.spares.as_ref().and_then(|s| s.take(limits));
+        let mut fresh = match spare.map_or_else(|| self.engine.instantiate(&self.pre, limits), Ok) {
+            Ok(fresh) => fresh,
+            Err((failure, fuel_used)) => return Evaluation::failed(failure, fuel_used, started.elapsed()),
+        };
+        fresh
+            .store
+            .data_mut()
+            .begin_decision(request.principal.workflow.clone(), state);
+        fresh.arm(limits);
         let wit_request = to_wit(request);
-        let _active = self.engine.ticker.activate();
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|p| p.call_evaluate(&mut store, &wit_request));
-        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-
+        let result = {
+            let _active = self.engine.ticker.activate();
+            fresh.policy.call_evaluate(&mut fresh.store, &wit_request)
+        };
+        let fuel_used = limits.fuel.saturating_sub(fresh.store.get_fuel().unwrap_or(0));
         let outcome = match result {
             Ok(verdict) => validate_verdict(verdict),
-            Err(e) => Err(classify(&e, store.data())),
+            Err(e) => Err(classify(&e, fresh.store.data())),
         };
-        let guest_output = store.data().guest_output();
-        let ctx = store.into_data();
+        let guest_output = fresh.store.data().guest_output();
+        let ctx = fresh.store.data_mut();
+        let (logs, logs_dropped) = (std::mem::take(&mut ctx.logs), ctx.logs_dropped);
+        let (writes, reads) = (std::mem::take(&mut ctx.writes), std::mem::take(&mut ctx.reads));
+        // Used once, never again: unmapping its memory is left to the spare
+        // worker when there is one, off this decision's path.
+        match &self.spares {
+            Some(spares) => spares.discard(fresh),
+            None => drop(fresh),
+        }
         let (verdict, failure) = match outcome {
             Ok(v) => (v, None),
             Err(f) => (Verdict::Deny(f.to_string()), Some(f)),
@@ -414,10 +452,10 @@ impl PolicyModule {
             failure,
             fuel_used,
             elapsed: started.elapsed(),
-            logs: ctx.logs,
-            logs_dropped: ctx.logs_dropped,
-            state_writes: if allowed { ctx.writes } else { Vec::new() },
-            state_reads: ctx.reads,
+            logs,
+            logs_dropped,
+            state_writes: if allowed { writes } else { Vec::new() },
+            state_reads: reads,
             guest_output,
         }
     }
@@ -437,18 +475,87 @@ impl PolicyModule {
                 class: FailureClass::Host,
                 detail: format!("evaluation task failed: {e}"),
             };
-            Evaluation {
-                verdict: Verdict::Deny(failure.to_string()),
-                failure: Some(failure),
-                fuel_used: 0,
-                elapsed: started.elapsed(),
-                logs: Vec::new(),
-                logs_dropped: 0,
-                state_writes: Vec::new(),
-                state_reads: Vec::new(),
-                guest_output: None,
-            }
+            Evaluation::failed(failure, 0, started.elapsed())
         })
+    }
+}
+
+impl Evaluation {
+    /// A deny decided by the engine before the policy could answer.
+    fn failed(failure: Failure, fuel_used: u64, elapsed: Duration) -> Evaluation {
+        Evaluation {
+            verdict: Verdict::Deny(failure.to_string()),
+            failure: Some(failure),
+            fuel_used,
+            elapsed,
+            logs: Vec::new(),
+            logs_dropped: 0,
+            state_writes: Vec::new(),
+            state_reads: Vec::new(),
+            guest_output: None,
+        }
+    }
+}
+
+/// An instance made and started but not yet used for a decision.
+pub(super) struct FreshInstance {
+    store: Store<GuestContext>,
+    policy: Policy,
+}
+
+impl FreshInstance {
+    /// Run the guest's lazy start-up (a language runtime links and pages in
+    /// much of itself on its first call) by calling `describe()`, which takes
+    /// no input: every warmed instance is in the same state, and no request
+    /// has been near it. Returns false if the call failed.
+    pub(super) fn warm_up(&mut self, limits: &Limits, engine: &EngineShared) -> bool {
+        self.arm(limits);
+        let _active = engine.ticker.activate();
+        self.policy.call_describe(&mut self.store).is_ok()
+    }
+
+    /// Give the coming call its own full fuel budget and deadline: limits
+    /// bound the instantiation and the decision each, whenever the
+    /// instance was made.
+    fn arm(&mut self, limits: &Limits) {
+        let _ = self.store.set_fuel(limits.fuel);
+        self.store.set_epoch_deadline(deadline_ticks(limits));
+    }
+}
+
+/// Epoch ticks from now to the deadline, rounded up, plus the tick already
+/// under way.
+fn deadline_ticks(limits: &Limits) -> u64 {
+    limits.deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1
+}
+
+impl EngineShared {
+    pub(super) fn spare_worker(&self) -> &SpareWorker {
+        &self.spare_worker
+    }
+
+    /// Make an instance of `pre` under `limits`. Start-up code runs with no
+    /// workflow state and is metered (fuel, deadline, memory) like a call.
+    /// On failure: why, and the fuel start-up used.
+    pub(super) fn instantiate(
+        &self,
+        pre: &PolicyPre<GuestContext>,
+        limits: &Limits,
+    ) -> Result<FreshInstance, (Failure, u64)> {
+        let ctx = GuestContext::new(limits.memory_bytes, String::new(), Arc::new(super::NoState));
+        let mut store = Store::new(&self.engine, ctx);
+        store.limiter(|c| c);
+        store.epoch_deadline_trap();
+        let _active = self.ticker.activate();
+        let _ = store.set_fuel(limits.fuel);
+        store.set_epoch_deadline(deadline_ticks(limits));
+        match pre.instantiate(&mut store) {
+            Ok(policy) => Ok(FreshInstance { store, policy }),
+            Err(e) => {
+                let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+                Err((classify(&e, store.data()), fuel_used))
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The policy engine: loads WebAssembly policy components, checks them
 //! against the `airlock:policy` world, and evaluates each request in a fresh
-//! sandboxed instance under fuel, memory and deadline limits.
+//! sandboxed instance under fuel, memory and deadline limits (for large
+//! components, instances are made ahead of use: see `spares`).
 //!
 //! This module knows nothing of HTTP, tokens or audit: it turns a
 //! [`PolicyRequest`] into an [`Evaluation`], and the [`Registry`] maps roles
@@ -10,11 +11,14 @@ mod bindings;
 mod engine;
 mod limits;
 mod registry;
+mod spares;
 mod state_view;
 mod types;
 mod verdict;
 
-pub use engine::{Engine, EngineConfig, Evaluation, LoadError, PolicyInfo, PolicyModule};
+pub use engine::{
+    Engine, EngineConfig, Evaluation, LoadError, PolicyInfo, PolicyModule, SPARES_MIN_COMPONENT_BYTES,
+};
 pub use limits::Limits;
 /// The bounds of the policy contract (state key and value sizes, writes per decision).
 pub(crate) use limits::bounds as limits_bounds;

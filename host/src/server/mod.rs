@@ -126,6 +126,7 @@ impl Airlock {
         let engine = Engine::new(EngineConfig {
             max_memory_bytes: MAX_ROLE_MEMORY,
             cache_dir: config.policies.cache_dir.clone(),
+            spare_instances: config.policies.spare_instances,
             ..EngineConfig::default()
         })?;
         let dir = PolicyDir::open(&config.policies.dir)?;
