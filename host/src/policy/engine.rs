@@ -40,15 +40,16 @@ pub struct EngineConfig {
     /// loaded as native code.
     pub cache_dir: Option<PathBuf>,
     /// Instances kept ready per policy whose component is at least
-    /// [`SPARES_MIN_COMPONENT_BYTES`] (Python and JavaScript runtimes); 0 makes
+    /// [`LARGE_COMPONENT_BYTES`] (Python and JavaScript runtimes); 0 makes
     /// every decision instantiate inline. Each spare serves one decision.
     pub spare_instances: usize,
 }
 
-/// Components this large carry a language runtime whose instantiation costs
-/// ~0.5-1 ms (a Rust policy instantiates in a few µs, where a hand-off to
-/// another thread would cost more than it saves).
-pub const SPARES_MIN_COMPONENT_BYTES: u64 = 1 << 20;
+/// Components this large carry a language runtime (Python, JavaScript):
+/// their instantiation and first call cost ~0.5-2 ms where a Rust policy's
+/// cost a few µs. They get their own instance pool and spares (for a Rust
+/// policy, a hand-off to another thread would cost more than it saves).
+pub const LARGE_COMPONENT_BYTES: u64 = 1 << 20;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -127,9 +128,10 @@ pub struct Evaluation {
 }
 
 pub(super) struct EngineShared {
-    engine: wasmtime::Engine,
-    plain_linker: Linker<GuestContext>,
-    wasi_linker: Linker<GuestContext>,
+    /// For Rust-sized components.
+    small: Runtime,
+    /// For components of at least [`LARGE_COMPONENT_BYTES`].
+    large: Runtime,
     config: EngineConfig,
     compiled: Mutex<HashMap<String, Component>>,
     ticker: Ticker,
@@ -137,15 +139,16 @@ pub(super) struct EngineShared {
     spare_worker: SpareWorker,
 }
 
-/// The policy engine. Clone freely: clones share one wasmtime engine,
-/// compile cache and deadline clock.
-#[derive(Clone)]
-pub struct Engine {
-    shared: Arc<EngineShared>,
+/// A wasmtime engine and its linkers, with an instance pool tuned for one
+/// size class of components.
+struct Runtime {
+    engine: wasmtime::Engine,
+    plain_linker: Linker<GuestContext>,
+    wasi_linker: Linker<GuestContext>,
 }
 
-impl Engine {
-    pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
+impl Runtime {
+    fn new(config: &EngineConfig, keep_resident: usize) -> anyhow::Result<Runtime> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(config.max_concurrent)
             // A Python or JavaScript component links its language runtime out
@@ -161,12 +164,9 @@ impl Engine {
             .max_memory_size(config.max_memory_bytes)
             .max_component_instance_size(1 << 20)
             .max_core_instance_size(1 << 20)
-            // Keep the first pages of a freed slot resident: a policy built by
-            // `airlock policy build` has its 64 KiB stack, data and early heap
-            // there, and zeroing them costs less than faulting them back in.
-            // Measured: 64 KiB re-faults data and heap (p50 7.8 µs), 256 KiB
-            // zeroes more than is used (5.7 µs), 128 KiB is best (4.4 µs).
-            .linear_memory_keep_resident(128 << 10)
+            // Pages of a freed slot kept resident and reset in place (only
+            // the dirty ones) rather than unmapped and faulted back in.
+            .linear_memory_keep_resident(keep_resident)
             .table_keep_resident(16 << 10)
             .decommit_batch_size(32);
 
@@ -183,7 +183,33 @@ impl Engine {
         Policy::add_to_linker::<GuestContext, HasSelf<GuestContext>>(&mut plain_linker, |c| c)?;
         let mut wasi_linker = plain_linker.clone();
         wasmtime_wasi::p2::add_to_linker_sync(&mut wasi_linker)?;
+        Ok(Runtime {
+            engine,
+            plain_linker,
+            wasi_linker,
+        })
+    }
+}
 
+/// The policy engine. Clone freely: clones share the wasmtime engines,
+/// compile cache and deadline clock.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<EngineShared>,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
+        // Measured (benches decision and polyglot): a Rust policy's stack,
+        // data and early heap fit in 128 KiB, and zeroing more than that
+        // costs it (256 KiB: 4.4 → 5.7 µs; 64 KiB re-faults pages: 7.8 µs).
+        // A Python or JavaScript decision dirties megabytes of its runtime's
+        // memory image: keeping 64 MiB resident lets the pool restore those
+        // pages (only the dirty ones) when the used instance is discarded,
+        // off the request path, instead of the next decision taking a copy-on-
+        // write fault per page (Python pr-creator, spares: 2.1 → 0.6 ms).
+        let small = Runtime::new(&config, 128 << 10)?;
+        let large = Runtime::new(&config, 64 << 20)?;
         if let Some(dir) = &config.cache_dir {
             // Private: its files are loaded as native code.
             use std::os::unix::fs::DirBuilderExt;
@@ -192,13 +218,12 @@ impl Engine {
                 .mode(0o700)
                 .create(dir)?;
         }
-        let ticker = Ticker::start(engine.clone());
+        let ticker = Ticker::start([small.engine.clone(), large.engine.clone()]);
         let spare_worker = SpareWorker::start()?;
         Ok(Engine {
             shared: Arc::new(EngineShared {
-                engine,
-                plain_linker,
-                wasi_linker,
+                small,
+                large,
                 config,
                 compiled: Mutex::new(HashMap::new()),
                 ticker,
@@ -224,9 +249,10 @@ impl Engine {
         }
         check_is_component(bytes)?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        let component = self.compile(&digest, bytes)?;
+        let runtime = self.shared.runtime_for(bytes.len() as u64);
+        let component = self.compile(&digest, bytes, runtime)?;
 
-        let engine = &self.shared.engine;
+        let engine = &runtime.engine;
         let ty = component.component_type();
         let mut imports = Vec::new();
         let mut uses_wasi = false;
@@ -247,9 +273,9 @@ impl Engine {
             .collect();
 
         let linker = if uses_wasi {
-            &self.shared.wasi_linker
+            &runtime.wasi_linker
         } else {
-            &self.shared.plain_linker
+            &runtime.plain_linker
         };
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
             let msg = format!("{e:#}");
@@ -280,7 +306,7 @@ impl Engine {
             .map_err(|f| LoadError::Describe(f.to_string()))?;
         module.info.name = name;
         module.info.version = version;
-        if config.spare_instances > 0 && module.info.size >= SPARES_MIN_COMPONENT_BYTES {
+        if config.spare_instances > 0 && module.info.size >= LARGE_COMPONENT_BYTES {
             let spares = Spares::new(self.shared.clone(), pre, *limits, config.spare_instances);
             spares.request_refill();
             module.spares = Some(spares);
@@ -289,7 +315,7 @@ impl Engine {
     }
 
     /// Compile, or fetch the compiled artifact by digest from memory or disk.
-    fn compile(&self, digest: &str, bytes: &[u8]) -> Result<Component, LoadError> {
+    fn compile(&self, digest: &str, bytes: &[u8], runtime: &Runtime) -> Result<Component, LoadError> {
         let shared = &self.shared;
         if let Some(c) = shared.compiled.lock().ok().and_then(|m| m.get(digest).cloned()) {
             return Ok(c);
@@ -297,7 +323,7 @@ impl Engine {
         let cache_file = shared.config.cache_dir.as_ref().map(|dir| {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            shared.engine.precompile_compatibility_hash().hash(&mut h);
+            runtime.engine.precompile_compatibility_hash().hash(&mut h);
             let hex = digest.trim_start_matches("sha256:");
             dir.join(format!("{hex}-{:016x}.cwasm", h.finish()))
         });
@@ -310,7 +336,7 @@ impl Engine {
             // same compatibility hash (part of the file name). wasmtime still
             // checks the header and refuses an artifact from another config.
             #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize(&shared.engine, &bytes) };
+            let loaded = unsafe { Component::deserialize(&runtime.engine, &bytes) };
             match loaded {
                 Ok(c) => Some(c),
                 Err(e) => {
@@ -323,7 +349,7 @@ impl Engine {
         let component = match cached {
             Some(c) => c,
             None => {
-                let c = Component::new(&shared.engine, bytes)
+                let c = Component::new(&runtime.engine, bytes)
                     .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
                 if let Some(path) = &cache_file
                     && let Err(e) = write_artifact(path, &c)
@@ -530,6 +556,14 @@ fn deadline_ticks(limits: &Limits) -> u64 {
 }
 
 impl EngineShared {
+    fn runtime_for(&self, component_bytes: u64) -> &Runtime {
+        if component_bytes >= LARGE_COMPONENT_BYTES {
+            &self.large
+        } else {
+            &self.small
+        }
+    }
+
     pub(super) fn spare_worker(&self) -> &SpareWorker {
         &self.spare_worker
     }
@@ -543,7 +577,7 @@ impl EngineShared {
         limits: &Limits,
     ) -> Result<FreshInstance, (Failure, u64)> {
         let ctx = GuestContext::new(limits.memory_bytes, String::new(), Arc::new(super::NoState));
-        let mut store = Store::new(&self.engine, ctx);
+        let mut store = Store::new(pre.engine(), ctx);
         store.limiter(|c| c);
         store.epoch_deadline_trap();
         let _active = self.ticker.activate();
@@ -643,10 +677,9 @@ impl Drop for TickerGuard {
 }
 
 impl Ticker {
-    fn start(engine: wasmtime::Engine) -> Ticker {
+    fn start(engines: [wasmtime::Engine; 2]) -> Ticker {
         let shared = Arc::new(TickerState::default());
-        let weak = engine.weak();
-        drop(engine);
+        let weak = engines.map(|e| e.weak());
         let state = shared.clone();
         let handle = thread::Builder::new()
             .name("airlock-epoch".into())
@@ -655,9 +688,10 @@ impl Ticker {
                 let mut idle_ticks = 0;
                 loop {
                     thread::sleep(EPOCH_TICK);
-                    let Some(engine) = weak.upgrade() else { return };
-                    engine.increment_epoch();
-                    drop(engine);
+                    for engine in &weak {
+                        let Some(engine) = engine.upgrade() else { return };
+                        engine.increment_epoch();
+                    }
                     let started = state.started.load(Ordering::SeqCst);
                     if started != seen || state.in_flight.load(Ordering::SeqCst) > 0 {
                         seen = started;

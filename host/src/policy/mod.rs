@@ -17,7 +17,7 @@ mod types;
 mod verdict;
 
 pub use engine::{
-    Engine, EngineConfig, Evaluation, LoadError, PolicyInfo, PolicyModule, SPARES_MIN_COMPONENT_BYTES,
+    Engine, EngineConfig, Evaluation, LARGE_COMPONENT_BYTES, LoadError, PolicyInfo, PolicyModule,
 };
 pub use limits::Limits;
 /// The bounds of the policy contract (state key and value sizes, writes per decision).
