@@ -420,11 +420,7 @@ impl PolicyModule {
 
     fn describe(&self, limits: &Limits) -> Result<(String, String), Failure> {
         let mut fresh = self.engine.instantiate(&self.pre, limits).map_err(|(f, _)| f)?;
-        let _active = self.engine.ticker.activate();
-        match fresh.policy.call_describe(&mut fresh.store) {
-            Ok(d) => Ok((d.name, d.version)),
-            Err(e) => Err(classify(&e, fresh.store.data())),
-        }
+        fresh.describe(limits, &self.engine)
     }
 
     /// Decide one request in an instance no other decision has used: a
@@ -447,7 +443,7 @@ impl PolicyModule {
             .store
             .data_mut()
             .begin_decision(request.principal.workflow.clone(), state);
-        fresh.arm(limits);
+        arm(&mut fresh.store, limits);
         let wit_request = to_wit(request);
         let result = {
             let _active = self.engine.ticker.activate();
@@ -530,29 +526,32 @@ pub(super) struct FreshInstance {
 }
 
 impl FreshInstance {
+    /// Call `describe()` under its own `limits`: `(name, version)`.
+    fn describe(&mut self, limits: &Limits, engine: &EngineShared) -> Result<(String, String), Failure> {
+        arm(&mut self.store, limits);
+        let _active = engine.ticker.activate();
+        match self.policy.call_describe(&mut self.store) {
+            Ok(d) => Ok((d.name, d.version)),
+            Err(e) => Err(classify(&e, self.store.data())),
+        }
+    }
+
     /// Run the guest's lazy start-up (a language runtime links and pages in
     /// much of itself on its first call) by calling `describe()`, which takes
     /// no input: every warmed instance is in the same state, and no request
     /// has been near it. Returns false if the call failed.
     pub(super) fn warm_up(&mut self, limits: &Limits, engine: &EngineShared) -> bool {
-        self.arm(limits);
-        let _active = engine.ticker.activate();
-        self.policy.call_describe(&mut self.store).is_ok()
-    }
-
-    /// Give the coming call its own full fuel budget and deadline: limits
-    /// bound the instantiation and the decision each, whenever the
-    /// instance was made.
-    fn arm(&mut self, limits: &Limits) {
-        let _ = self.store.set_fuel(limits.fuel);
-        self.store.set_epoch_deadline(deadline_ticks(limits));
+        self.describe(limits, engine).is_ok()
     }
 }
 
-/// Epoch ticks from now to the deadline, rounded up, plus the tick already
-/// under way.
-fn deadline_ticks(limits: &Limits) -> u64 {
-    limits.deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1
+/// Give the coming call (instantiation or export) its own full fuel budget
+/// and deadline: limits bound the instantiation and each call, whenever the
+/// instance was made.
+fn arm(store: &mut Store<GuestContext>, limits: &Limits) {
+    let _ = store.set_fuel(limits.fuel);
+    let ticks = limits.deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
+    store.set_epoch_deadline(ticks);
 }
 
 impl EngineShared {
@@ -581,8 +580,7 @@ impl EngineShared {
         store.limiter(|c| c);
         store.epoch_deadline_trap();
         let _active = self.ticker.activate();
-        let _ = store.set_fuel(limits.fuel);
-        store.set_epoch_deadline(deadline_ticks(limits));
+        arm(&mut store, limits);
         match pre.instantiate(&mut store) {
             Ok(policy) => Ok(FreshInstance { store, policy }),
             Err(e) => {
