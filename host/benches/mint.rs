@@ -116,6 +116,7 @@ fn mint(c: &mut Criterion) {
         policy_digest: "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
         request_binding: &binding,
         single_use: true,
+        jti: None,
         extra_claims: &extra,
         now,
         ttl: Duration::from_secs(60),

@@ -258,7 +258,9 @@ limits = {{ requests_per_minute = 0 }}
     // listener gets its own, so the addresses are set after parsing.)
     config.listen.proxy = SocketAddr::from(([127, 0, 0, 1], 0));
     config.listen.admin = SocketAddr::from(([127, 0, 0, 1], 0));
-    let airlock = Airlock::start(config).unwrap_or_else(|e| panic!("starting airlock: {e:#}"));
+    let airlock = Airlock::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("starting airlock: {e:#}"));
     let (bound, serving) = bind(airlock.clone())
         .await
         .unwrap_or_else(|e| panic!("binding airlock: {e:#}"));

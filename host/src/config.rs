@@ -73,6 +73,69 @@ pub struct Config {
     pub roles: BTreeMap<String, RoleConfig>,
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// Where sessions, budgets, single-use records, approvals and workflow
+/// state live.
+///
+/// ```toml
+/// [state]
+/// backend = "sqlite"        # default: an embedded database, <data.dir>/state.db
+/// # path = "state.db"       # sqlite: elsewhere
+/// # fsync = true            # sqlite: flush every commit to disk (survives power loss)
+///
+/// # backend = "redis"       # several replicas share one Redis
+/// # url = "redis://127.0.0.1:6379/0"
+/// # key_prefix = "airlock:"
+/// # password_file = "redis.password"   # or password_env; never in the URL
+/// # timeout_ms = 250        # past this a store operation fails: 503, fail closed
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    pub backend: StateBackend,
+    /// The embedded database file; default `<data.dir>/state.db`.
+    pub path: Option<PathBuf>,
+    /// SQLite: fsync each commit (power-loss durable) rather than relying on
+    /// the OS (process-crash durable).
+    pub fsync: bool,
+    /// Redis: `redis://host:port/db` or `rediss://…`, without a password.
+    pub url: Option<String>,
+    /// Redis: prefix of every key, so several deployments can share a server.
+    pub key_prefix: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    /// Deadline of one store operation; past it the request is refused (503).
+    pub timeout_ms: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            backend: StateBackend::default(),
+            path: None,
+            fsync: false,
+            url: None,
+            key_prefix: "airlock:".into(),
+            password_file: None,
+            password_env: None,
+            timeout_ms: 250,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateBackend {
+    /// Nothing survives the process (tests, throwaway runs).
+    Memory,
+    /// The embedded durable default: one process, one database file.
+    #[default]
+    Sqlite,
+    /// Shared by several replicas.
+    Redis,
 }
 
 /// Human approvals of escalated requests.
@@ -331,6 +394,69 @@ impl Default for LimitsConfig {
     }
 }
 
+impl StateConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let redis = self.backend == StateBackend::Redis;
+        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
+            return Err(("state.timeout_ms".into(), "must be between 1 and 60000".into()));
+        }
+        if self.password_file.is_some() && self.password_env.is_some() {
+            return Err((
+                "state".into(),
+                "give password_file or password_env, not both".into(),
+            ));
+        }
+        if !redis {
+            for (key, set) in [
+                ("url", self.url.is_some()),
+                ("password_file", self.password_file.is_some()),
+                ("password_env", self.password_env.is_some()),
+            ] {
+                if set {
+                    return Err((
+                        format!("state.{key}"),
+                        "only used with backend = \"redis\"".into(),
+                    ));
+                }
+            }
+        }
+        if self.backend != StateBackend::Sqlite && (self.path.is_some() || self.fsync) {
+            return Err((
+                "state".into(),
+                "path and fsync are only used with backend = \"sqlite\"".into(),
+            ));
+        }
+        if redis {
+            let Some(url) = &self.url else {
+                return Err((
+                    "state.url".into(),
+                    "backend = \"redis\" needs url = \"redis://host:port/db\"".into(),
+                ));
+            };
+            let rest = url
+                .strip_prefix("redis://")
+                .or_else(|| url.strip_prefix("rediss://"))
+                .ok_or_else(|| {
+                    (
+                        "state.url".to_string(),
+                        format!("{url:?} is not a redis:// or rediss:// URL"),
+                    )
+                })?;
+            let authority = rest.split('/').next().unwrap_or("");
+            if authority.contains('@') {
+                return Err((
+                    "state.url".into(),
+                    "must not carry credentials; give the password in password_file or password_env".into(),
+                ));
+            }
+            if authority.is_empty() {
+                return Err(("state.url".into(), format!("{url:?} names no host")));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A byte count written as `16MiB`, `512KiB`, `1GiB` or a plain integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub usize);
@@ -396,6 +522,8 @@ impl Config {
         config.tokens.keys_dir = config.tokens.keys_dir.map(|p| base.join(p));
         config.admin.token_file = config.admin.token_file.map(|p| base.join(p));
         config.admin.introspection_token_file = config.admin.introspection_token_file.map(|p| base.join(p));
+        config.state.path = config.state.path.map(|p| base.join(p));
+        config.state.password_file = config.state.password_file.map(|p| base.join(p));
         for service in config.services.values_mut() {
             service.auth.secret_file = service.auth.secret_file.take().map(|p| base.join(p));
         }
@@ -486,6 +614,7 @@ impl Config {
                 format!("at most {MAX_SPARE_INSTANCES} (each spare holds an instance pool slot)"),
             ));
         }
+        self.state.validate()?;
         if self.roles.is_empty() {
             return Err(("roles".into(), "at least one role is needed".into()));
         }
@@ -555,6 +684,22 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The embedded state database's path.
+    pub fn state_db_path(&self) -> PathBuf {
+        self.state
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data.dir.join("state.db"))
+    }
+
+    /// Each role's requests-per-minute limit, for the state store.
+    pub fn rate_limits(&self) -> BTreeMap<String, u32> {
+        self.roles
+            .iter()
+            .map(|(name, role)| (name.clone(), role.limits.requests_per_minute))
+            .collect()
     }
 
     /// The audit log's path.

@@ -14,7 +14,7 @@ use crate::server::Airlock;
 use crate::state::ApprovalError;
 
 /// `GET /v1/approvals[?status=pending]`: newest first, each with its status now.
-pub(super) fn list_approvals(ctx: &Airlock, query: Option<&str>) -> Result<Reply, Reply> {
+pub(super) async fn list_approvals(ctx: &Airlock, query: Option<&str>) -> Result<Reply, Reply> {
     let pending_only = match query.unwrap_or("") {
         "" | "status=all" => false,
         "status=pending" => true,
@@ -30,6 +30,7 @@ pub(super) fn list_approvals(ctx: &Airlock, query: Option<&str>) -> Result<Reply
     let list: Vec<Value> = ctx
         .store
         .list_approvals(now, pending_only)
+        .await
         .map_err(store_error)?
         .iter()
         .map(|a| a.to_json(now))
@@ -38,8 +39,8 @@ pub(super) fn list_approvals(ctx: &Airlock, query: Option<&str>) -> Result<Reply
 }
 
 /// `GET /v1/approvals/{id}`.
-pub(super) fn show_approval(ctx: &Airlock, id: &str) -> Result<Reply, Reply> {
-    match ctx.store.get_approval(id).map_err(store_error)? {
+pub(super) async fn show_approval(ctx: &Airlock, id: &str) -> Result<Reply, Reply> {
+    match ctx.store.get_approval(id).await.map_err(store_error)? {
         Some(a) => Ok(reply(StatusCode::OK, a.to_json(now_ms()))),
         None => Err(error(
             StatusCode::NOT_FOUND,
@@ -95,7 +96,7 @@ pub(super) async fn decide(
     };
     let now = now_ms();
     // Checked first so that only a decision that will happen is audited.
-    match ctx.store.get_approval(id).map_err(store_error)? {
+    match ctx.store.get_approval(id).await.map_err(store_error)? {
         None => {
             return Err(error(
                 StatusCode::NOT_FOUND,
@@ -125,6 +126,7 @@ pub(super) async fn decide(
     match ctx
         .store
         .decide_approval(id, approve, &decision.approver, decision.note, now)
+        .await
     {
         Ok(a) => Ok(reply(StatusCode::OK, a.to_json(now))),
         Err(ApprovalError::NotFound(_)) => Err(error(
@@ -196,6 +198,7 @@ pub(super) async fn set_state(
     let state = ctx
         .store
         .set_workflow_state(workflow, &list)
+        .await
         .map_err(store_error)?;
     Ok(reply(
         StatusCode::OK,
@@ -205,10 +208,10 @@ pub(super) async fn set_state(
 
 /// `DELETE /v1/workflows/{id}`: every session of the workflow, with every
 /// handle and token under it, inactive at once; no new session in it.
-pub(super) fn revoke_workflow(ctx: &Airlock, workflow: &str, actor: &str) -> Result<Reply, Reply> {
+pub(super) async fn revoke_workflow(ctx: &Airlock, workflow: &str, actor: &str) -> Result<Reply, Reply> {
     // Audited first: a revocation that cannot be recorded is not done.
     audit(ctx, "workflow.revoke", actor, workflow, None)?;
-    let sessions = ctx.store.revoke_workflow(workflow).map_err(store_error)?;
+    let sessions = ctx.store.revoke_workflow(workflow).await.map_err(store_error)?;
     Ok(reply(
         StatusCode::OK,
         json!({ "workflow": workflow, "revoked_sessions": sessions }),

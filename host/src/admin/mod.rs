@@ -131,7 +131,20 @@ async fn route(ctx: &Airlock, request: Request<Incoming>) -> Result<Reply, Reply
         (&Method::GET, ["healthz"]) => return Ok(reply(StatusCode::OK, json!({ "status": "ok" }))),
         (&Method::GET, ["readyz"]) => {
             let roles = ctx.registry.list().len();
-            return Ok(reply(StatusCode::OK, json!({ "ready": true, "roles": roles })));
+            let backend = ctx.store.backend();
+            // Not ready while the state store cannot answer: every request
+            // would be refused, so a load balancer should look elsewhere.
+            return Ok(match ctx.store.ping().await {
+                Ok(()) => reply(
+                    StatusCode::OK,
+                    json!({ "ready": true, "roles": roles, "state": backend }),
+                ),
+                Err(e) => reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "ready": false, "roles": roles, "state": backend,
+                            "reason": format!("state store unavailable: {e}") }),
+                ),
+            });
         }
         (&Method::GET, [".well-known", "jwks.json"]) => return Ok(reply(StatusCode::OK, ctx.keys.jwks())),
         _ => {}
@@ -163,13 +176,13 @@ async fn route(ctx: &Airlock, request: Request<Incoming>) -> Result<Reply, Reply
     match (&method, segments.as_slice()) {
         (&Method::POST, ["v1", "sessions"]) => create_session(ctx, request, actor).await,
         (&Method::GET, ["v1", "sessions"]) => {
-            let sessions = ctx.store.list_sessions(now_ms()).map_err(store_error)?;
+            let sessions = ctx.store.list_sessions(now_ms()).await.map_err(store_error)?;
             Ok(reply(StatusCode::OK, json!({ "sessions": sessions })))
         }
         (&Method::DELETE, ["v1", "sessions", id]) => {
             let id = percent_decode(id).unwrap_or_default();
             audit(ctx, "session.revoke", actor, &id, None)?;
-            match ctx.store.revoke_session(&id).map_err(store_error)? {
+            match ctx.store.revoke_session(&id).await.map_err(store_error)? {
                 true => Ok(reply(StatusCode::OK, json!({ "revoked": id }))),
                 false => Err(error(
                     StatusCode::NOT_FOUND,
@@ -228,7 +241,7 @@ async fn route(ctx: &Airlock, request: Request<Incoming>) -> Result<Reply, Reply
         }
         (&Method::GET, ["v1", "workflows", id, "state"]) => {
             let id = percent_decode(id).unwrap_or_default();
-            let state = ctx.store.workflow_state(&id).map_err(store_error)?;
+            let state = ctx.store.workflow_state(&id).await.map_err(store_error)?;
             Ok(reply(StatusCode::OK, json!({ "workflow": id, "state": state })))
         }
         (&Method::PATCH, ["v1", "workflows", id, "state"]) => {
@@ -237,11 +250,11 @@ async fn route(ctx: &Airlock, request: Request<Incoming>) -> Result<Reply, Reply
         }
         (&Method::DELETE, ["v1", "workflows", id]) => {
             let id = percent_decode(id).unwrap_or_default();
-            exact::revoke_workflow(ctx, &id, actor)
+            exact::revoke_workflow(ctx, &id, actor).await
         }
-        (&Method::GET, ["v1", "approvals"]) => exact::list_approvals(ctx, request.uri().query()),
+        (&Method::GET, ["v1", "approvals"]) => exact::list_approvals(ctx, request.uri().query()).await,
         (&Method::GET, ["v1", "approvals", id]) => {
-            exact::show_approval(ctx, &percent_decode(id).unwrap_or_default())
+            exact::show_approval(ctx, &percent_decode(id).unwrap_or_default()).await
         }
         (&Method::POST, ["v1", "approvals", id, verb @ ("approve" | "deny")]) => {
             let (id, approve) = (percent_decode(id).unwrap_or_default(), *verb == "approve");
@@ -312,7 +325,12 @@ async fn create_session(ctx: &Airlock, request: Request<Incoming>, actor: &str) 
             format!("ttl_s must be between 1 and {max}"),
         ));
     }
-    if ctx.store.workflow_revoked(&req.workflow).map_err(store_error)? {
+    if ctx
+        .store
+        .workflow_revoked(&req.workflow)
+        .await
+        .map_err(store_error)?
+    {
         return Err(error(
             StatusCode::CONFLICT,
             "workflow_revoked",
@@ -327,14 +345,18 @@ async fn create_session(ctx: &Airlock, request: Request<Incoming>, actor: &str) 
         intent: req.intent,
         ttl: Duration::from_secs(ttl_s),
     };
-    let (session, handle) = ctx.store.create_session(new, now_ms()).map_err(store_error)?;
+    let (session, handle) = ctx
+        .store
+        .create_session(new, now_ms())
+        .await
+        .map_err(store_error)?;
     let detail = format!(
         "agent={} role={} workflow={}",
         session.agent, session.role, session.workflow
     );
     if let Err(refused) = audit(ctx, "session.create", actor, &session.id, Some(detail)) {
         // An unaudited session must not be usable.
-        let _ = ctx.store.revoke_session(&session.id);
+        let _ = ctx.store.revoke_session(&session.id).await;
         return Err(refused);
     }
     Ok(reply(
@@ -403,6 +425,7 @@ async fn introspect(ctx: &Airlock, request: Request<Incoming>) -> Result<Reply, 
     match ctx
         .store
         .token_status(&jti, now_ms() / 1000, true)
+        .await
         .map_err(store_error)?
     {
         TokenStatus::Active(_) => {
@@ -423,7 +446,7 @@ async fn revoke(ctx: &Airlock, request: Request<Incoming>, actor: &str) -> Resul
         verified_claims(ctx, &token).and_then(|c| c.get("jti").and_then(Value::as_str).map(str::to_string))
     {
         audit(ctx, "token.revoke", actor, &jti, None)?;
-        ctx.store.revoke_token(&jti).map_err(store_error)?;
+        ctx.store.revoke_token(&jti).await.map_err(store_error)?;
     }
     Ok(reply(StatusCode::OK, json!({})))
 }

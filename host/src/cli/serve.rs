@@ -38,7 +38,7 @@ async fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {
             config
         }
     };
-    let airlock = Airlock::start(config)?;
+    let airlock = Airlock::start(config).await?;
     if embedded {
         let demos = airlock::demo::start(&airlock.config, airlock.keys.clone())
             .await

@@ -85,7 +85,7 @@ pub async fn run(options: &DemoOptions, out: &mut (dyn std::io::Write + Send)) -
     let issuer = config.tokens.issuer.clone();
     let audit_path = config.audit_log_path();
 
-    let airlock = Airlock::start(config)?;
+    let airlock = Airlock::start(config).await?;
     let (bound, serving) = bind(airlock.clone()).await?;
     let server = tokio::spawn(serving);
     let code = CodeHost::spawn(

@@ -8,7 +8,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::pipeline::{Refused, refused};
+use super::pipeline::{Refused, refused, store_unavailable};
 use super::reply::Refusal;
 use crate::audit::DecisionRecord;
 use crate::policy::Approval;
@@ -38,20 +38,17 @@ pub(super) fn request_hash(session: &Session, service: &str, binding: &str) -> S
     hex::encode(h.finalize())
 }
 
-/// The approval named by the agent, if it fits this request and is approved.
+/// The approval named by the agent (`found`: what the store holds under
+/// `id`), if it fits this request and is approved.
 pub(super) fn approval_for(
-    ctx: &Airlock,
+    found: Option<&crate::state::Approval>,
     id: &str,
     session: &Session,
     hash: &str,
     now_ms: u64,
 ) -> Result<Approval, Refused> {
     let invalid = |reason: String| refused(Refusal::ApprovalInvalid, reason);
-    let approval = ctx
-        .store
-        .get_approval(id)
-        .map_err(|e| refused(Refusal::Unavailable, format!("state store unavailable: {e}")))?
-        .ok_or_else(|| invalid(format!("no approval {id:?}")))?;
+    let approval = found.ok_or_else(|| invalid(format!("no approval {id:?}")))?;
     if approval.request.session != session.id {
         return Err(invalid(format!("approval {id} was given to another session")));
     }
@@ -79,7 +76,7 @@ pub(super) fn approval_for(
 /// Record a pending approval for an escalated request and answer 403
 /// `escalated` with its id.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn escalate(
+pub(super) async fn escalate(
     ctx: &Airlock,
     session: &Session,
     operation: &str,
@@ -108,9 +105,9 @@ pub(super) fn escalate(
         ttl_ms,
         now_ms,
     );
-    let approval = match created {
+    let approval = match created.await {
         Ok(a) => a,
-        Err(e) => return refused(Refusal::Unavailable, format!("state store unavailable: {e}")),
+        Err(e) => return store_unavailable(e),
     };
     record.approval_id = Some(approval.id.clone());
     let mut r = refused(

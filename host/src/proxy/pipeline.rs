@@ -22,8 +22,8 @@ use super::upstream::Service;
 use crate::audit::{AuditEvent, DecisionRecord, OutcomeRecord};
 use crate::policy::{Action, Pairs, PolicyRequest, Principal, Verdict};
 use crate::server::Airlock;
-use crate::state::{Commit, CommitOutcome, Session, SessionLookup, TokenRecord};
-use crate::token::{MintedToken, TokenRequest, effective_ttl, request_binding};
+use crate::state::{Begin, Commit, CommitOutcome, Session, SessionLookup, StateError, TokenRecord};
+use crate::token::{MintedToken, TokenRequest, effective_ttl, new_jti, request_binding};
 
 /// How often a decision is re-evaluated when the workflow state it read
 /// changed before it could commit (another agent's allow got in between).
@@ -45,6 +45,11 @@ pub(super) fn refused(refusal: Refusal, reason: impl Into<String>) -> Refused {
         retry_after_s: None,
         extra: None,
     }
+}
+
+/// The agent's answer when the state store cannot answer: 503, nothing forwarded.
+pub(super) fn store_unavailable(e: StateError) -> Refused {
+    refused(Refusal::Unavailable, format!("state store unavailable: {e}"))
 }
 
 pub fn now_ms() -> u64 {
@@ -131,35 +136,59 @@ async fn serve(
     started: Instant,
 ) -> Result<Response<Full<Bytes>>, Refused> {
     let now = now_ms();
-    // 1. The session, from the handle only.
+    // 1. The session, from the handle only; in the same store operation the
+    // request is counted against the rate window, the workflow state the
+    // policy will read is snapshotted and a presented approval fetched.
     let handle = session_handle(request.headers()).ok_or_else(|| {
         refused(
             Refusal::Unauthenticated,
             "send your session handle as `Proxy-Authorization: Bearer <handle>`",
         )
     })?;
-    let session = match ctx.store.lookup_handle(handle, now) {
-        Ok(SessionLookup::Active(s)) => s,
-        Ok(SessionLookup::Expired(s)) => {
+    let approval_id = match request.headers().get(APPROVAL_HEADER) {
+        None => None,
+        Some(value) => {
+            let id = value
+                .to_str()
+                .map_err(|_| refused(Refusal::ApprovalInvalid, "the approval id is not text"))?
+                .trim()
+                .to_string();
+            record.approval_id = Some(id.clone());
+            Some(id)
+        }
+    };
+    let begun = ctx
+        .store
+        .begin(&Begin {
+            handle,
+            approval: approval_id.as_deref(),
+            rate_limits: &ctx.rate_limits,
+            now_ms: now,
+        })
+        .await
+        .map_err(store_unavailable)?;
+    let session = match begun.lookup {
+        SessionLookup::Active(s) => s,
+        SessionLookup::Expired(s) => {
             fill_principal(record, &s);
             return Err(refused(
                 Refusal::SessionExpired,
                 "the session has expired; ask the orchestrator for a new one",
             ));
         }
-        Ok(SessionLookup::Revoked(s)) => {
+        SessionLookup::Revoked(s) => {
             fill_principal(record, &s);
             return Err(refused(Refusal::SessionRevoked, "the session was revoked"));
         }
-        Ok(SessionLookup::Unknown) => {
+        SessionLookup::Unknown => {
             return Err(refused(Refusal::Unauthenticated, "unknown session handle"));
         }
-        Err(e) => {
-            return Err(refused(
-                Refusal::Unavailable,
-                format!("session store unavailable: {e}"),
-            ));
-        }
+    };
+    let Some(rate) = begun.rate else {
+        return Err(refused(
+            Refusal::Unavailable,
+            "state store unavailable: no rate answer for an active session",
+        ));
     };
     fill_principal(record, &session);
 
@@ -227,10 +256,6 @@ async fn serve(
         })?
         .to_bytes();
 
-    let rate = ctx
-        .store
-        .take_request(&session, limits.requests_per_minute, now)
-        .map_err(|e| refused(Refusal::Unavailable, format!("state store unavailable: {e}")))?;
     if !rate.allowed {
         let retry = rate.retry_after.map(|d| d.as_secs().max(1)).unwrap_or(60);
         return Err(Refused {
@@ -247,17 +272,11 @@ async fn serve(
     // 4. A human approval the agent presents must be for exactly this request.
     // What the token is bound to; an approval is bound to it too.
     let binding = request_binding(&method, rest, &query, &body);
-    let approval = match parts.headers.get(APPROVAL_HEADER) {
+    let approval = match &approval_id {
         None => None,
-        Some(value) => {
-            let id = value
-                .to_str()
-                .map_err(|_| refused(Refusal::ApprovalInvalid, "the approval id is not text"))?
-                .trim()
-                .to_string();
-            record.approval_id = Some(id.clone());
+        Some(id) => {
             let hash = request_hash(&session, service_name, &binding);
-            Some(approval_for(ctx, &id, &session, &hash, now)?)
+            Some(approval_for(begun.approval.as_ref(), id, &session, &hash, now)?)
         }
     };
 
@@ -299,12 +318,17 @@ async fn serve(
     // 6. Decide and commit state, budget and approval together; a decision
     // whose reads went stale before it could commit is taken again.
     let mut attempt = 0;
-    let (grant, ttl) = loop {
+    let mut state = begun.state;
+    let (grant, ttl, token_record) = loop {
         attempt += 1;
         let evaluation = policy
             .module
             .clone()
-            .evaluate_async(policy_request.clone(), ctx.store.clone(), policy.binding.limits)
+            .evaluate_async(
+                policy_request.clone(),
+                Arc::new(state.clone()),
+                policy.binding.limits,
+            )
             .await;
         record.fuel = Some(evaluation.fuel_used);
         record.eval_micros = Some(evaluation.elapsed.as_micros() as u64);
@@ -325,7 +349,8 @@ async fn serve(
                     reason,
                     record,
                     now,
-                ));
+                )
+                .await);
             }
         };
         let ttl = effective_ttl(grant.ttl_seconds, limits.max_token_ttl_s, session.remaining(now));
@@ -335,6 +360,23 @@ async fn serve(
                 "the session's remaining life is too short for a token",
             ));
         }
+        // The token is recorded in the same commit, so its id is drawn now
+        // and it is signed only once the commit went through.
+        let jti = new_jti()
+            .map_err(|e| refused(Refusal::Unavailable, format!("token service unavailable: {e}")))?;
+        let issued_at = now / 1000;
+        let token_record = TokenRecord {
+            jti,
+            session: session.id.clone(),
+            workflow: session.workflow.clone(),
+            agent: session.agent.clone(),
+            audience: service_name.to_string(),
+            scope: grant.scopes.join(" "),
+            issued_at,
+            expires_at: issued_at.saturating_add(ttl.as_secs()),
+            single_use: grant.single_use,
+            request_binding: binding.clone(),
+        };
         let outcome = ctx
             .store
             .commit_allow(&Commit {
@@ -345,13 +387,18 @@ async fn serve(
                 writes: &evaluation.state_writes,
                 max_grants: role.grants_per_session.get(&route.operation).copied(),
                 approval: policy_request.approval.as_ref().map(|a| a.id.as_str()),
+                token: Some(&token_record),
                 now_ms: now,
             })
-            .map_err(|e| refused(Refusal::Unavailable, format!("state store unavailable: {e}")))?;
+            .await
+            .map_err(store_unavailable)?;
         match outcome {
-            CommitOutcome::Committed => break (grant, ttl),
-            CommitOutcome::StateChanged if attempt < MAX_ATTEMPTS => continue,
-            CommitOutcome::StateChanged => {
+            CommitOutcome::Committed => break (grant, ttl, token_record),
+            CommitOutcome::StateChanged(fresh) if attempt < MAX_ATTEMPTS => {
+                state = fresh;
+                continue;
+            }
+            CommitOutcome::StateChanged(_) => {
                 return Err(refused(
                     Refusal::Conflict,
                     "the workflow state kept changing while deciding; retry the request",
@@ -384,25 +431,10 @@ async fn serve(
         grant.single_use,
         &grant.claims,
         &info.digest,
-        &binding,
-        now,
+        &token_record,
         ttl,
     )
     .map_err(|e| refused(Refusal::Unavailable, format!("token service unavailable: {e}")))?;
-    ctx.store
-        .record_token(TokenRecord {
-            jti: token.jti.clone(),
-            session: session.id.clone(),
-            workflow: session.workflow.clone(),
-            agent: session.agent.clone(),
-            audience: service_name.to_string(),
-            scope: grant.scopes.join(" "),
-            issued_at: token.issued_at,
-            expires_at: token.expires_at,
-            single_use: grant.single_use,
-            request_binding: binding,
-        })
-        .map_err(|e| refused(Refusal::Unavailable, format!("state store unavailable: {e}")))?;
     record.verdict = "allow".into();
     record.token_jti = Some(token.jti.clone());
     record.token_scope = Some(grant.scopes.join(" "));
@@ -496,8 +528,7 @@ fn mint(
     single_use: bool,
     claims: &std::collections::BTreeMap<String, serde_json::Value>,
     policy_digest: &str,
-    binding: &str,
-    now_ms: u64,
+    record: &TokenRecord,
     ttl: Duration,
 ) -> Result<MintedToken, crate::token::TokenError> {
     ctx.keys.mint(&TokenRequest {
@@ -510,10 +541,11 @@ fn mint(
         workflow: &session.workflow,
         on_behalf_of: session.on_behalf_of.as_deref(),
         policy_digest,
-        request_binding: binding,
+        request_binding: &record.request_binding,
         single_use,
+        jti: Some(&record.jti),
         extra_claims: claims,
-        now: now_ms / 1000,
+        now: record.issued_at,
         ttl,
     })
 }

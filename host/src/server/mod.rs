@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::audit::{AdminRecord, AuditEvent, AuditLog};
-use crate::config::{Config, MAX_ROLE_MEMORY, MAX_TOKEN_TTL_S};
+use crate::config::{Config, MAX_ROLE_MEMORY, MAX_TOKEN_TTL_S, StateBackend};
 use crate::policy::{Engine, EngineConfig, PolicyDir, Registry, Watcher};
 use crate::proxy::{Secret, Service, services};
 use crate::state::{MemoryStore, Store};
@@ -28,6 +28,8 @@ pub struct Airlock {
     pub config: Config,
     pub registry: Arc<Registry>,
     pub store: Arc<dyn Store>,
+    /// Each role's requests-per-minute limit, as the store's `begin` takes it.
+    pub rate_limits: std::collections::BTreeMap<String, u32>,
     pub keys: Arc<KeyStore>,
     pub audit: AuditLog,
     pub services: HashMap<String, Service>,
@@ -109,7 +111,7 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 impl Airlock {
     /// Build every part. Fails, naming what and why, if any part cannot start.
-    pub fn start(config: Config) -> anyhow::Result<Arc<Airlock>> {
+    pub async fn start(config: Config) -> anyhow::Result<Arc<Airlock>> {
         std::fs::create_dir_all(&config.data.dir)
             .with_context(|| format!("creating the data directory {}", config.data.dir.display()))?;
         let audit = AuditLog::open(&config.audit_log_path()).context("opening the audit log")?;
@@ -146,6 +148,7 @@ impl Airlock {
         } else {
             None
         };
+        let store = open_store(&config).await?;
         let services = services(&config)?;
         let admin_token = admin_token(&config)?;
         let introspection_token = credential(
@@ -155,7 +158,8 @@ impl Airlock {
         )?;
         Ok(Arc::new(Airlock {
             registry,
-            store: Arc::new(MemoryStore::new()),
+            store,
+            rate_limits: config.rate_limits(),
             keys,
             audit,
             services,
@@ -165,6 +169,22 @@ impl Airlock {
             _watcher: watcher,
         }))
     }
+}
+
+/// The configured state store, ready to serve.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let state = &config.state;
+    Ok(match state.backend {
+        StateBackend::Memory => Arc::new(MemoryStore::new()),
+        StateBackend::Sqlite => {
+            let path = config.state_db_path();
+            Arc::new(
+                MemoryStore::durable(&path, state.fsync, crate::proxy::now_ms())
+                    .context("opening the state store")?,
+            )
+        }
+        StateBackend::Redis => bail!("the redis state backend is not built yet"),
+    })
 }
 
 fn admin_event(action: &str, actor: &str, subject: &str, detail: Option<String>) -> AuditEvent {

@@ -41,9 +41,20 @@ impl Window {
         u32::try_from(self.times.len()).unwrap_or(u32::MAX)
     }
 
+    /// A window holding these request times (oldest first), as restored
+    /// from a database; entries past the cap are dropped from the front.
+    pub(super) fn from_times(times: impl IntoIterator<Item = u64>) -> Window {
+        let mut times: VecDeque<u64> = times.into_iter().collect();
+        while times.len() > UNLIMITED_CAP {
+            times.pop_front();
+        }
+        Window { times }
+    }
+
     /// Count one request at `now_ms` if the window has room under
-    /// `per_minute` (0 = unlimited). `Err(retry_after)` when it has not.
-    pub(super) fn take(&mut self, per_minute: u32, now_ms: u64) -> Result<(), Duration> {
+    /// `per_minute` (0 = unlimited): `Ok(t)` with the time it was counted at
+    /// (never before the newest entry), `Err(retry_after)` when it has not.
+    pub(super) fn take(&mut self, per_minute: u32, now_ms: u64) -> Result<u64, Duration> {
         self.expire(now_ms);
         let limit = usize::try_from(per_minute).unwrap_or(usize::MAX);
         if per_minute > 0 && self.times.len() >= limit {
@@ -61,6 +72,6 @@ impl Window {
         }
         let t = self.times.back().map_or(now_ms, |&last| last.max(now_ms));
         self.times.push_back(t);
-        Ok(())
+        Ok(t)
     }
 }

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::memory::{EXPIRED_GRACE_MS, PRUNE_MIN};
 use super::*;
+use crate::policy::WorkflowState;
 
 const T0: u64 = 1_700_000_000_500; // ms; half-way through a second on purpose
 const MINUTE: Duration = Duration::from_secs(60);
@@ -37,7 +38,7 @@ trait CommitSimple {
     ) -> Result<bool, StateError>;
 }
 
-impl<S: Store + ?Sized> CommitSimple for S {
+impl CommitSimple for MemoryStore {
     fn commit_simple(
         &self,
         workflow: &str,
@@ -54,11 +55,12 @@ impl<S: Store + ?Sized> CommitSimple for S {
             writes,
             max_grants: None,
             approval: None,
+            token: None,
             now_ms: T0,
         })?;
         match outcome {
             CommitOutcome::Committed => Ok(true),
-            CommitOutcome::StateChanged => Ok(false),
+            CommitOutcome::StateChanged(_) => Ok(false),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -762,7 +764,7 @@ fn a_poisoned_lock_is_a_state_error_not_a_panic() {
 
 #[test]
 fn a_store_is_usable_as_the_engines_workflow_state() {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let store = Arc::new(MemoryStore::default());
     let (s, _) = store.create_session(new_session("wf", MINUTE), T0).unwrap();
     assert!(
         store
@@ -776,7 +778,7 @@ fn a_store_is_usable_as_the_engines_workflow_state() {
 // ------------------------------------------------- budgets and approvals
 
 fn commit_with(
-    store: &dyn Store,
+    store: &MemoryStore,
     s: &Session,
     max_grants: Option<u32>,
     approval: Option<&str>,
@@ -791,6 +793,7 @@ fn commit_with(
             writes: &[incr("tickets", 1)],
             max_grants,
             approval,
+            token: None,
             now_ms,
         })
         .unwrap()
@@ -992,4 +995,189 @@ fn operators_set_and_unset_workflow_state() {
         BTreeMap::from([("stage".to_string(), "ticket".to_string())])
     );
     assert_eq!(store.get("wf-1", "stage").unwrap().as_deref(), Some("ticket"));
+}
+
+// ------------------------------------------------------- the durable store
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+#[test]
+fn the_durable_store_restores_everything_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let limits = BTreeMap::from([("crash-tracker".to_string(), 5u32)]);
+    let (session, handle, approval_id) = block_on(async {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::durable(&path, false, T0).unwrap());
+        assert_eq!(store.backend(), "sqlite");
+        let (s, handle) = store
+            .create_session(new_session("wf-1", MINUTE), T0)
+            .await
+            .unwrap();
+        let (revoked, _) = store
+            .create_session(new_session("wf-1", MINUTE), T0)
+            .await
+            .unwrap();
+        assert!(store.revoke_session(&revoked.id).await.unwrap());
+        store.revoke_workflow("wf-gone").await.unwrap();
+        for i in 0..3 {
+            let begin = Begin {
+                handle: &handle,
+                approval: None,
+                rate_limits: &limits,
+                now_ms: T0 + i,
+            };
+            assert!(store.begin(&begin).await.unwrap().rate.unwrap().allowed);
+        }
+        let record = token("once", &s, T0 / 1000 + 60, true);
+        let outcome = store
+            .commit_allow(&Commit {
+                workflow: "wf-1",
+                session_id: &s.id,
+                operation: "tasks.create",
+                reads: &[],
+                writes: &[set("stage", "review"), incr("n", 2)],
+                max_grants: Some(1),
+                approval: None,
+                token: Some(&record),
+                now_ms: T0 + 3,
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome, CommitOutcome::Committed);
+        assert!(
+            store
+                .token_status("once", T0 / 1000, true)
+                .await
+                .unwrap()
+                .is_active()
+        );
+        store
+            .record_token(token("many", &s, T0 / 1000 + 60, false))
+            .await
+            .unwrap();
+        store.revoke_token("many").await.unwrap();
+        let pending = store
+            .create_approval(escalation(&s, "h"), 60_000, T0)
+            .await
+            .unwrap();
+        let approved = store
+            .create_approval(escalation(&s, "h"), 60_000, T0)
+            .await
+            .unwrap();
+        store
+            .decide_approval(&approved.id, true, "alice", None, T0 + 5)
+            .await
+            .unwrap();
+        store
+            .set_workflow_state("wf-1", &[("owner".into(), Some("bob".into()))])
+            .await
+            .unwrap();
+        let _ = pending;
+        (s, handle, approved.id)
+    });
+    // A second process may not open a database in use: checked while open.
+    let reopened: Arc<dyn Store> = Arc::new(MemoryStore::durable(&path, false, T0 + 10).unwrap());
+    let busy = MemoryStore::durable(&path, false, T0 + 10).unwrap_err();
+    assert!(busy.0.contains("in use by another process"), "{busy}");
+    block_on(async {
+        let store = reopened;
+        let begin = Begin {
+            handle: &handle,
+            approval: Some(&approval_id),
+            rate_limits: &limits,
+            now_ms: T0 + 10,
+        };
+        let started = store.begin(&begin).await.unwrap();
+        assert_eq!(started.lookup, SessionLookup::Active(session.clone()));
+        let rate = started.rate.unwrap();
+        assert_eq!(
+            rate.usage.requests_total, 3,
+            "requests counted before the restart"
+        );
+        assert_eq!(rate.usage.requests_in_window, 3, "the rate window continues");
+        assert_eq!(
+            rate.usage.grants.get("tasks.create"),
+            Some(&1),
+            "the grant budget continues"
+        );
+        assert_eq!(
+            started.state.values().get("stage").map(String::as_str),
+            Some("review")
+        );
+        assert_eq!(started.state.values().get("n").map(String::as_str), Some("2"));
+        assert_eq!(
+            started.state.values().get("owner").map(String::as_str),
+            Some("bob")
+        );
+        assert_eq!(
+            started.approval.as_ref().map(|a| a.status(T0 + 10)),
+            Some("approved")
+        );
+        assert!(
+            !store
+                .token_status("once", T0 / 1000, true)
+                .await
+                .unwrap()
+                .is_active(),
+            "consumed stays consumed"
+        );
+        assert!(
+            !store
+                .token_status("many", T0 / 1000, false)
+                .await
+                .unwrap()
+                .is_active(),
+            "revoked stays revoked"
+        );
+        assert!(store.workflow_revoked("wf-gone").await.unwrap());
+        assert_eq!(store.list_sessions(T0 + 10).await.unwrap(), vec![session.clone()]);
+        assert_eq!(
+            store.list_approvals(T0 + 10, true).await.unwrap().len(),
+            1,
+            "the pending approval"
+        );
+        let budget = store
+            .commit_allow(&Commit {
+                workflow: "wf-1",
+                session_id: &session.id,
+                operation: "tasks.create",
+                reads: &[],
+                writes: &[],
+                max_grants: Some(1),
+                approval: None,
+                token: None,
+                now_ms: T0 + 11,
+            })
+            .await
+            .unwrap();
+        assert_eq!(budget, CommitOutcome::BudgetExhausted { limit: 1 });
+    });
+}
+
+#[test]
+fn the_durable_store_sweeps_what_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    block_on(async {
+        let store = MemoryStore::durable(&path, true, T0).unwrap();
+        let (s, _) = Store::create_session(&store, new_session("wf-1", MINUTE), T0)
+            .await
+            .unwrap();
+        Store::record_token(&store, token("t", &s, T0 / 1000 + 30, false))
+            .await
+            .unwrap();
+        Store::create_approval(&store, escalation(&s, "h"), 1_000, T0)
+            .await
+            .unwrap();
+    });
+    let later = T0 + 60_000 + EXPIRED_GRACE_MS;
+    let store = MemoryStore::durable(&path, false, later).unwrap();
+    let inner = store.inner.read().unwrap();
+    assert!(inner.sessions.is_empty() && inner.handles.is_empty());
+    assert!(inner.tokens.is_empty() && inner.approvals.is_empty());
 }

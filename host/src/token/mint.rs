@@ -34,6 +34,9 @@ pub struct TokenRequest<'a> {
     pub request_binding: &'a str,
     /// `"single_use": true`, only when true.
     pub single_use: bool,
+    /// The `jti`, when the caller chose it ahead (to record the token in the
+    /// same state commit as the decision); `None` draws a fresh one.
+    pub jti: Option<&'a str>,
     /// The policy's extra claims, after the standard ones. A name the host
     /// sets (or reserves) is refused, never allowed to override.
     pub extra_claims: &'a BTreeMap<String, serde_json::Value>,
@@ -121,7 +124,11 @@ impl KeyStore {
             return Err(TokenError::ReservedClaim(name.clone()));
         }
 
-        let jti = new_jti()?;
+        let jti = match request.jti {
+            Some(jti) if !jti.is_empty() => jti.to_owned(),
+            Some(_) => return Err(TokenError::EmptyField("jti")),
+            None => new_jti()?,
+        };
         let scope = request.scopes.join(" ");
         let claims = serde_json::to_vec(&Claims {
             request,
@@ -158,7 +165,8 @@ pub(crate) fn token_digest(token: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(token.as_bytes())))
 }
 
-fn new_jti() -> Result<String, TokenError> {
+/// A fresh token id: 128 random bits in base64url.
+pub fn new_jti() -> Result<String, TokenError> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| TokenError::Random)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))

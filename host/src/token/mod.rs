@@ -22,6 +22,6 @@ mod verify;
 pub use binding::request_binding;
 pub use error::TokenError;
 pub use keys::Algorithm;
-pub use mint::{MintedToken, TokenRequest, effective_ttl};
+pub use mint::{MintedToken, TokenRequest, effective_ttl, new_jti};
 pub use store::KeyStore;
 pub use verify::verify;

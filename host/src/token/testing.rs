@@ -38,6 +38,7 @@ impl Fixture {
             policy_digest: "sha256:abc",
             request_binding: "binding",
             single_use: false,
+            jti: None,
             extra_claims: &self.extra,
             now: NOW,
             ttl: Duration::from_secs(60),
