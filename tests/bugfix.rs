@@ -624,3 +624,86 @@ fn a_change_after_review_dismisses_the_approvals_until_they_are_given_again() {
     );
     assert_eq!(r.json()["error"], "escalated", "{}", r.text());
 }
+
+#[test]
+fn kill_9_mid_workflow_then_the_workflow_goes_on_from_where_it_stood() {
+    // The embedded default (no [state] in the config): an SQLite database
+    // under the data directory.
+    let mut w = Bugfix::start();
+    w.up_to_merge();
+    let ticket_token = w
+        .received()
+        .into_iter()
+        .find(|r| r.operation.as_deref() == Some("tasks.create"))
+        .and_then(|r| r.authorization)
+        .expect("the ticket creation's token");
+    let ticket_token = ticket_token.trim_start_matches("Bearer ").to_string();
+    let merge = format!("{REPO}/pulls/fix-1042/merge");
+    let r = w.call("release", "PUT", &merge, Some(json!({})));
+    assert_eq!(r.json()["error"], "escalated", "{}", r.text());
+    let approval = r.json()["approval_id"].as_str().expect("approval id").to_string();
+    let reads_before = w
+        .received()
+        .iter()
+        .filter(|r| r.operation.as_deref() == Some("contents.read"))
+        .count();
+    let state_before = w.state();
+    assert!(!state_before.as_object().expect("state").is_empty());
+    let records_before = w.airlock.audit_records().len();
+
+    w.airlock.kill_and_restart();
+
+    // Workflow state (the stage, reviews, budgets counted in it) as it stood.
+    assert_eq!(w.state(), state_before);
+    // Every agent's session and handle still works: the developer's read
+    // budget goes on counting from where it was (10 per session).
+    let mut reads_after = 0;
+    loop {
+        let r = w.call(
+            "developer",
+            "GET",
+            &format!("{REPO}/contents/src/auth/session.py"),
+            None,
+        );
+        if r.status != 200 {
+            assert!(r.text().contains("(rule: read-budget)"), "{}", r.text());
+            break;
+        }
+        reads_after += 1;
+        assert!(reads_after <= 10, "the read budget was reset by the restart");
+    }
+    assert_eq!(
+        reads_before + reads_after,
+        10,
+        "{reads_before} reads before the restart"
+    );
+    // The consumed single-use token stays consumed.
+    assert_eq!(w.airlock.introspect(&w.world, &ticket_token)["active"], false);
+    // The pending approval is still pending, and once approved it lets the
+    // identical request through once.
+    let pending = w
+        .airlock
+        .admin(&w.world, "GET", "/v1/approvals?status=pending", "");
+    assert!(pending.text().contains(&approval), "{}", pending.text());
+    let r = w.airlock.admin(
+        &w.world,
+        "POST",
+        &format!("/v1/approvals/{approval}/approve"),
+        &json!({ "approver": "alice@acme.example" }).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let with_approval = [("x-airlock-approval", approval.as_str())];
+    let r = w.call_with("release", "PUT", &merge, Some(json!({})), &with_approval);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(w.code.pull_merged("fix-1042"));
+    let r = w.call_with("release", "PUT", &merge, Some(json!({})), &with_approval);
+    assert_eq!(r.json()["error"], "approval_invalid", "{}", r.text());
+    // One audit chain across the restart, still verifiable.
+    assert!(w.airlock.audit_records().len() > records_before);
+    let verified = support::airlock(&["audit", "verify", w.airlock.audit_log().to_str().expect("utf-8")]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}

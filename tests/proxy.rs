@@ -29,8 +29,16 @@ fn setup_with(file_size_limit: Option<u64>) -> Setup {
         audience: "analytics".into(),
     });
     let echo = world.upstream(Behaviour::LeakyEcho);
+    // The file-size cap is aimed at the audit log: state stays in memory
+    // then (the state database's own write failures are tested in state/).
+    let state = if file_size_limit.is_some() {
+        "[state]\nbackend = \"memory\"\n"
+    } else {
+        ""
+    };
     let body = format!(
         r#"
+{state}
 [services.crash-reporting]
 upstream = "{crash}"
 routes = [{{ op = "crashes.read", method = "GET", path = "/crashes/{{id}}" }}]

@@ -278,6 +278,7 @@ limits = {{ requests_per_minute = 0 }}
             },
             airlock::proxy::now_ms(),
         )
+        .await
         .unwrap_or_else(|e| panic!("creating the session: {e}"));
     AirlockUnderTest {
         dir,

@@ -260,6 +260,8 @@ pub struct Airlock {
     pub admin_token: String,
     pub introspection_token: String,
     stderr: Arc<Mutex<String>>,
+    config_path: PathBuf,
+    file_size_limit: Option<u64>,
 }
 
 impl Drop for Airlock {
@@ -320,67 +322,79 @@ watch = false
         );
         let config_path = dir.path().join("airlock.toml");
         std::fs::write(&config_path, config).expect("config");
-        let mut command = Command::new(super::airlock_bin());
-        command
-            .args(["serve", "--config", config_path.to_str().expect("utf-8")])
-            .env("AIRLOCK_LOG", "info")
-            .env_remove("AIRLOCK_ADMIN_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(limit) = start.file_size_limit {
-            limit_file_size(&mut command, limit);
-        }
-        let mut child = command.spawn().expect("starting airlock");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut stderr_pipe = child.stderr.take().expect("stderr");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr_pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        });
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let line = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
-            panic!(
-                "airlock did not start: {}",
-                stderr.lock().map(|s| s.clone()).unwrap_or_default()
-            )
-        });
-        let v: Value = serde_json::from_str(&line).expect("listening line");
-        let addr = |k: &str| {
-            v["listening"][k]
-                .as_str()
-                .expect("address")
-                .parse()
-                .expect("socket address")
-        };
+        let (child, stderr, proxy, admin) = spawn(&config_path, start.file_size_limit);
         let airlock = Airlock {
             child,
-            proxy: addr("proxy"),
-            admin: addr("admin"),
+            proxy,
+            admin,
             dir,
             admin_token: ADMIN_TOKEN.into(),
             introspection_token: INTROSPECTION_TOKEN.into(),
             stderr,
+            config_path,
+            file_size_limit: start.file_size_limit,
         };
         *self.jwks_url.lock().expect("lock") =
             Some(format!("http://{}/.well-known/jwks.json", airlock.admin));
         airlock
     }
+}
+
+/// Start `airlock serve --config`; returns the process, its captured stderr
+/// and the addresses it printed.
+fn spawn(
+    config_path: &Path,
+    file_size_limit: Option<u64>,
+) -> (Child, Arc<Mutex<String>>, SocketAddr, SocketAddr) {
+    let mut command = Command::new(super::airlock_bin());
+    command
+        .args(["serve", "--config", config_path.to_str().expect("utf-8")])
+        .env("AIRLOCK_LOG", "info")
+        .env_remove("AIRLOCK_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(limit) = file_size_limit {
+        limit_file_size(&mut command, limit);
+    }
+    let mut child = command.spawn().expect("starting airlock");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stderr_pipe = child.stderr.take().expect("stderr");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr_pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut s) = sink.lock() {
+                s.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {}
+    });
+    let line = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
+        panic!(
+            "airlock did not start: {}",
+            stderr.lock().map(|s| s.clone()).unwrap_or_default()
+        )
+    });
+    let v: Value = serde_json::from_str(&line).expect("listening line");
+    let addr = |k: &str| {
+        v["listening"][k]
+            .as_str()
+            .expect("address")
+            .parse()
+            .expect("socket address")
+    };
+    (child, stderr, addr("proxy"), addr("admin"))
 }
 
 #[allow(unsafe_code)]
@@ -405,6 +419,34 @@ fn limit_file_size(command: &mut Command, limit: u64) {
 }
 
 impl Airlock {
+    /// `kill -9` the process and start it again on the same data directory
+    /// and the same addresses (so clients and upstreams keep their URLs).
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill(); // SIGKILL: no shutdown code runs
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.config_path).expect("config");
+        let text = text
+            .replacen(
+                "proxy = \"127.0.0.1:0\"",
+                &format!("proxy = \"{}\"", self.proxy),
+                1,
+            )
+            .replacen(
+                "admin = \"127.0.0.1:0\"",
+                &format!("admin = \"{}\"", self.admin),
+                1,
+            );
+        std::fs::write(&self.config_path, text).expect("config");
+        let (child, stderr, proxy, admin) = spawn(&self.config_path, self.file_size_limit);
+        assert_eq!(
+            (proxy, admin),
+            (self.proxy, self.admin),
+            "restarted on the same addresses"
+        );
+        self.child = child;
+        self.stderr = stderr;
+    }
+
     pub fn proxy_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proxy)
     }

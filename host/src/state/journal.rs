@@ -119,6 +119,17 @@ impl Journal {
     /// Open (or create) the database, take its lock for this process, sweep
     /// expired rows and read the rest; start the writer thread.
     pub(super) fn open(path: &Path, fsync: bool, now_ms: u64) -> Result<(Journal, Restored), StateError> {
+        Journal::open_capped(path, fsync, now_ms, None)
+    }
+
+    /// [`open`](Self::open), with the database capped at `max_pages` pages
+    /// (a disk that fills up, for tests).
+    pub(super) fn open_capped(
+        path: &Path,
+        fsync: bool,
+        now_ms: u64,
+        max_pages: Option<u32>,
+    ) -> Result<(Journal, Restored), StateError> {
         let err = |what: &str, e: rusqlite::Error| {
             StateError(format!("state database {}: {what}: {e}", path.display()))
         };
@@ -150,6 +161,10 @@ impl Journal {
         conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })
             .map_err(|e| err("synchronous", e))?;
         create_schema(&mut conn).map_err(|e| locked_or(path, e, "creating the tables"))?;
+        if let Some(pages) = max_pages {
+            conn.pragma_update(None, "max_page_count", pages)
+                .map_err(|e| err("max page count", e))?;
+        }
         sweep(&conn, now_ms).map_err(|e| err("sweeping expired rows", e))?;
         let restored = restore(&conn).map_err(|e| err("reading", e))?;
         let (tx, rx) = mpsc::channel();
@@ -175,7 +190,7 @@ impl Journal {
         match self.failed.get() {
             None => Ok(()),
             Some(reason) => Err(StateError(format!(
-                "state database {} failed earlier ({reason}); restart Airlock once the disk is fixed",
+                "{reason}; refusing every state operation until Airlock is restarted (fix the disk first; {} keeps everything acknowledged)",
                 self.path.display()
             ))),
         }
@@ -382,7 +397,7 @@ fn write_loop(mut conn: Connection, rx: Receiver<Batch>, failed: Arc<OnceLock<St
         let result = match failed.get() {
             Some(reason) => Err(reason.clone()),
             None => write_group(&mut conn, &group).map_err(|e| {
-                let reason = format!("writing failed: {e}");
+                let reason = format!("state database {}: writing failed: {e}", path.display());
                 tracing::error!(path = %path.display(), error = %e, "state database write failed; refusing all state operations");
                 let _ = failed.set(reason.clone());
                 reason

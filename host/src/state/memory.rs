@@ -89,13 +89,24 @@ impl MemoryStore {
     /// being killed. One process owns a database at a time.
     pub fn durable(path: &Path, fsync: bool, now_ms: u64) -> Result<Self, StateError> {
         let (journal, restored) = Journal::open(path, fsync, now_ms)?;
+        Ok(Self::with_journal(journal, restored, now_ms))
+    }
+
+    /// A durable store whose database cannot grow past `max_pages`.
+    #[cfg(test)]
+    pub(super) fn durable_capped(path: &Path, now_ms: u64, max_pages: u32) -> Result<Self, StateError> {
+        let (journal, restored) = Journal::open_capped(path, false, now_ms, Some(max_pages))?;
+        Ok(Self::with_journal(journal, restored, now_ms))
+    }
+
+    fn with_journal(journal: Journal, restored: Restored, now_ms: u64) -> Self {
         let mut inner = Inner::empty();
         inner.restore(restored, now_ms);
         inner.journaling = true;
-        Ok(MemoryStore {
+        MemoryStore {
             inner: RwLock::new(inner),
             journal: Some(journal),
-        })
+        }
     }
 
     fn read(&self) -> Result<RwLockReadGuard<'_, Inner>, StateError> {

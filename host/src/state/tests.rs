@@ -810,7 +810,7 @@ fn a_grant_budget_is_exact_under_eight_threads() {
             thread::spawn(move || {
                 barrier.wait();
                 (0..50)
-                    .map(|_| commit_with(&*store, &s, Some(7), None, T0))
+                    .map(|_| commit_with(&store, &s, Some(7), None, T0))
                     .collect::<Vec<_>>()
             })
         })
@@ -834,7 +834,7 @@ fn a_grant_budget_is_exact_under_eight_threads() {
     // The budget is per session: another session of the workflow has its own.
     let (other, _) = session(&store, MINUTE);
     assert_eq!(
-        commit_with(&*store, &other, Some(7), None, T0),
+        commit_with(&store, &other, Some(7), None, T0),
         CommitOutcome::Committed
     );
 }
@@ -1180,4 +1180,53 @@ fn the_durable_store_sweeps_what_expired() {
     let inner = store.inner.read().unwrap();
     assert!(inner.sessions.is_empty() && inner.handles.is_empty());
     assert!(inner.tokens.is_empty() && inner.approvals.is_empty());
+}
+
+#[test]
+fn a_state_database_that_cannot_be_written_fails_closed_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let acknowledged = block_on(async {
+        // Room for the schema and a few sessions, then the disk is "full".
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::durable_capped(&path, T0, 16).unwrap());
+        let mut acknowledged = Vec::new();
+        let mut failure = None;
+        for i in 0..2_000 {
+            let mut new = new_session("wf-1", MINUTE);
+            new.intent = Some(format!("{i:0>3000}"));
+            match store.create_session(new, T0).await {
+                Ok((s, _)) => acknowledged.push(s.id),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let failure = failure.expect("the capped database filled up");
+        assert!(failure.0.contains("state database"), "{failure}");
+        assert!(!acknowledged.is_empty());
+        // From now on every operation is refused, reads included.
+        assert!(store.ping().await.is_err());
+        assert!(store.list_sessions(T0).await.is_err());
+        let begin = Begin {
+            handle: "alh_x",
+            approval: None,
+            rate_limits: &BTreeMap::new(),
+            now_ms: T0,
+        };
+        assert!(store.begin(&begin).await.is_err());
+        acknowledged
+    });
+    let store = MemoryStore::durable(&path, false, T0).unwrap();
+    let restored: Vec<String> = store
+        .list_sessions(T0)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let mut expected = acknowledged.clone();
+    expected.sort();
+    let mut got = restored.clone();
+    got.sort();
+    assert_eq!(got, expected, "exactly the acknowledged sessions survive");
 }
