@@ -797,6 +797,56 @@ policy = "crash-tracker.wasm"
     }
 
     #[test]
+    fn state_defaults_to_the_embedded_database_under_the_data_dir() {
+        let config = Config::parse(GOOD, Path::new("/etc/airlock/airlock.toml")).unwrap();
+        assert_eq!(config.state.backend, StateBackend::Sqlite);
+        assert_eq!(
+            config.state_db_path(),
+            Path::new("/etc/airlock/.airlock/state.db")
+        );
+        assert_eq!(config.state.timeout_ms, 250);
+        let redis = format!(
+            "[state]\nbackend = \"redis\"\nurl = \"redis://10.0.0.5:6379/2\"\npassword_file = \"redis.pw\"\n{GOOD}"
+        );
+        let config = Config::parse(&redis, Path::new("/etc/airlock/airlock.toml")).unwrap();
+        assert_eq!(config.state.backend, StateBackend::Redis);
+        assert_eq!(
+            config.state.password_file.as_deref(),
+            Some(Path::new("/etc/airlock/redis.pw"))
+        );
+        assert_eq!(config.rate_limits().get("crash-tracker"), Some(&0));
+    }
+
+    #[test]
+    fn state_errors_name_the_key() {
+        for (state, key, needle) in [
+            ("backend = \"redis\"", "state.url", "needs url"),
+            (
+                "backend = \"redis\"\nurl = \"redis://:hunter2@h:6379\"",
+                "state.url",
+                "must not carry credentials",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"http://h\"",
+                "state.url",
+                "not a redis://",
+            ),
+            ("url = \"redis://h:6379\"", "state.url", "only used with backend"),
+            (
+                "backend = \"memory\"\nfsync = true",
+                "state",
+                "only used with backend = \"sqlite\"",
+            ),
+            ("timeout_ms = 0", "state.timeout_ms", "between 1 and 60000"),
+            ("backend = \"etcd\"", "", "unknown variant"),
+        ] {
+            let e = err(&format!("[state]\n{state}\n{GOOD}"));
+            assert_eq!(e.key, key, "{state}: {e}");
+            assert!(e.reason.contains(needle), "{state}: {e}");
+        }
+    }
+
+    #[test]
     fn a_good_config_gives_role_bindings() {
         let c = Config::parse(GOOD, Path::new("/etc/airlock/airlock.toml")).expect("valid");
         assert_eq!(c.policies.dir, Path::new("/etc/airlock/policies"));

@@ -35,6 +35,10 @@ enum Command {
         /// The TOML config file.
         #[arg(long)]
         config: Option<std::path::PathBuf>,
+        /// Also start the demo upstream services on the configured
+        /// `http://127.0.0.1:PORT` upstreams (as the embedded default does).
+        #[arg(long)]
+        demo_upstreams: bool,
     },
     /// Create, revoke and list agent sessions (through the admin API).
     #[command(subcommand)]
@@ -68,7 +72,10 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Config(cmd) => config::run(cmd),
-        Command::Serve { config } => serve::run(config),
+        Command::Serve {
+            config,
+            demo_upstreams,
+        } => serve::run(config, demo_upstreams),
         Command::Session(cmd) => ops::session(cmd),
         Command::Keys(cmd) => ops::keys(cmd),
         Command::Audit(cmd) => ops::audit(cmd),

@@ -1,6 +1,6 @@
 //! `airlock session …`, `airlock keys rotate`, `airlock audit …`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -50,6 +50,22 @@ pub enum KeysCommand {
     Rotate {
         #[command(flatten)]
         admin: AdminArgs,
+        /// Rotate this key directory directly, without a running server
+        /// (a key set shared by replicas, e.g. the contents of a Kubernetes
+        /// Secret); replicas pick the change up.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// With --dir: the algorithm of the new key.
+        #[arg(long, default_value = "ES256", value_parser = ["ES256", "EdDSA"])]
+        algorithm: String,
+    },
+    /// Create a key directory with a first signing key (for replicas that
+    /// share it), or show the active key of an existing one.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "ES256", value_parser = ["ES256", "EdDSA"])]
+        algorithm: String,
     },
 }
 
@@ -113,7 +129,41 @@ pub fn session(cmd: SessionCommand) -> ExitCode {
 
 pub fn keys(cmd: KeysCommand) -> ExitCode {
     match cmd {
-        KeysCommand::Rotate { admin } => print(admin.call("POST", "/v1/keys/rotate", None)),
+        KeysCommand::Rotate { admin, dir: None, .. } => print(admin.call("POST", "/v1/keys/rotate", None)),
+        KeysCommand::Rotate {
+            dir: Some(dir),
+            algorithm,
+            ..
+        } => offline_keys(&dir, &algorithm, true),
+        KeysCommand::Init { dir, algorithm } => offline_keys(&dir, &algorithm, false),
+    }
+}
+
+/// Open (creating if needed) a key directory and optionally rotate it;
+/// prints the active key id as JSON.
+fn offline_keys(dir: &Path, algorithm: &str, rotate: bool) -> ExitCode {
+    let algorithm = if algorithm == "EdDSA" {
+        airlock::token::Algorithm::EdDsa
+    } else {
+        airlock::token::Algorithm::Es256
+    };
+    let ttl = std::time::Duration::from_secs(airlock::config::MAX_TOKEN_TTL_S);
+    let result = airlock::token::KeyStore::open(dir, algorithm, ttl).and_then(|keys| {
+        if rotate {
+            keys.rotate()
+        } else {
+            Ok(keys.active_kid())
+        }
+    });
+    match result {
+        Ok(kid) => {
+            println!("{}", serde_json::json!({ "dir": dir, "kid": kid }));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", dir.display());
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use airlock::server::{Airlock, bind};
 /// The quickstart configuration, built into the binary.
 const EMBEDDED: &str = include_str!("../../../examples/airlock.toml");
 
-pub fn run(config: Option<PathBuf>) -> ExitCode {
+pub fn run(config: Option<PathBuf>, demo_upstreams: bool) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -19,7 +19,7 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, demo_upstreams)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -28,7 +28,7 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
     }
 }
 
-async fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(config_file: Option<PathBuf>, demo_upstreams: bool) -> anyhow::Result<()> {
     let embedded = config_file.is_none();
     let config = match &config_file {
         Some(file) => Config::load(file)?,
@@ -39,7 +39,7 @@ async fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         }
     };
     let airlock = Airlock::start(config).await?;
-    if embedded {
+    if embedded || demo_upstreams {
         let demos = airlock::demo::start(&airlock.config, airlock.keys.clone())
             .await
             .context("starting the demo upstream services")?;
