@@ -12,7 +12,11 @@
 //!    policy, no token, no audit): the baseline for a proxy hop;
 //! 3. `airlock`: through Airlock started in-process from a config, with the
 //!    real `crash-tracker` policy evaluated and a token minted, recorded,
-//!    injected and audited on every request.
+//!    injected and audited on every request, once per state backend:
+//!    `memory`, `sqlite` (the embedded durable default) and `redis` (a real
+//!    `redis-server` on loopback started here; skipped if not installed).
+//!    Each allowed request costs the store two round trips (`begin`,
+//!    `commit_allow`).
 //!
 //! Latency is taken per request at the client (send to last body byte). All
 //! servers and the client share one multi-threaded tokio runtime (one worker
@@ -216,7 +220,7 @@ fn toml_string(s: &Path) -> String {
 
 /// Airlock from a real config: one service in front of the tiny upstream,
 /// the crash-tracker role unlimited in rate, the policy built from source.
-async fn start_airlock(upstream: SocketAddr, component: &Path) -> AirlockUnderTest {
+async fn start_airlock(upstream: SocketAddr, component: &Path, state: &str) -> AirlockUnderTest {
     let dir = tempfile::tempdir().expect("temp dir");
     let policies = dir.path().join("policies");
     std::fs::create_dir_all(&policies).expect("policies dir");
@@ -245,6 +249,9 @@ routes = [
 policy = "crash-tracker.wasm"
 services = ["crash-reporting"]
 limits = {{ requests_per_minute = 0 }}
+
+[state]
+{state}
 "#,
         token_file = toml_string(&token_file),
         data = toml_string(&dir.path().join("data")),
@@ -586,6 +593,56 @@ fn load_average() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// A throwaway `redis-server` on a free loopback port, stopped on drop.
+struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_redis() -> Option<RedisServer> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let dir = tempfile::tempdir().ok()?;
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(RedisServer {
+                child,
+                port,
+                _dir: dir,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
 fn main() {
     // Built before the clock starts (cached in target/wasm-policies).
     let target_dir = root().join("target/wasm-policies");
@@ -601,9 +658,21 @@ fn main() {
         let tokens_seen = Arc::new(AtomicU64::new(0));
         let upstream = start_upstream(tokens_seen.clone()).await;
         let forwarder = start_forwarder(upstream).await;
-        let under_test = start_airlock(upstream, &component).await;
+        let under_test = start_airlock(upstream, &component, "backend = \"memory\"").await;
+        let sqlite = start_airlock(upstream, &component, "backend = \"sqlite\"").await;
+        let redis_server = start_redis();
+        let redis = match &redis_server {
+            Some(r) => {
+                let state = format!("backend = \"redis\"\nurl = \"redis://127.0.0.1:{}/0\"", r.port);
+                Some(start_airlock(upstream, &component, &state).await)
+            }
+            None => {
+                println!("redis-server is not installed: the redis scenario is skipped");
+                None
+            }
+        };
         let auth = HeaderValue::from_str(&format!("Bearer {}", under_test.handle)).expect("handle header");
-        let targets = [
+        let mut targets = vec![
             Target {
                 name: "direct",
                 addr: upstream,
@@ -622,7 +691,21 @@ fn main() {
                 path: "/crash-reporting/crashes/42",
                 auth,
             },
+            Target {
+                name: "airlock sqlite",
+                addr: sqlite.proxy,
+                path: "/crash-reporting/crashes/42",
+                auth: HeaderValue::from_str(&format!("Bearer {}", sqlite.handle)).expect("handle header"),
+            },
         ];
+        if let Some(redis) = &redis {
+            targets.push(Target {
+                name: "airlock redis",
+                addr: redis.proxy,
+                path: "/crash-reporting/crashes/42",
+                auth: HeaderValue::from_str(&format!("Bearer {}", redis.handle)).expect("handle header"),
+            });
+        }
 
         println!(
             "proxy load: one tokio runtime with {workers} workers for client and servers; \
@@ -634,7 +717,7 @@ fn main() {
         for target in &targets {
             let tokens_before = tokens_seen.load(Ordering::Relaxed);
             loaded.push(run(target, CONNECTIONS, WARM_UP, MEASURE).await);
-            if target.name == "airlock" {
+            if target.name.starts_with("airlock") {
                 println!(
                     "      upstream saw {} injected bearer tokens (warm-up included)",
                     tokens_seen.load(Ordering::Relaxed) - tokens_before
@@ -649,11 +732,27 @@ fn main() {
 
         let audit = under_test.airlock.config.audit_log_path();
         let audit_bytes = std::fs::metadata(&audit).map(|m| m.len()).unwrap_or(0);
+        let n = targets.len();
         loaded.extend(quiet);
         table(&loaded);
         println!();
         compare(&loaded[0], &loaded[1], &loaded[2], true);
-        compare(&loaded[3], &loaded[4], &loaded[5], false);
+        compare(&loaded[n], &loaded[n + 1], &loaded[n + 2], false);
+        println!("  state backends, against airlock on the memory store (same run):");
+        for (memory, backend) in [(2, 3), (n + 2, n + 3)]
+            .into_iter()
+            .chain((n > 4).then_some([(2, 4), (n + 2, n + 4)]).into_iter().flatten())
+        {
+            let (m, b) = (&loaded[memory], &loaded[backend]);
+            println!(
+                "    {:<15} {:>3} conn: throughput {:>6.1} % of memory, p99 {:>8.1} µs (memory {:>8.1} µs)",
+                b.name,
+                b.connections,
+                b.per_second / m.per_second.max(1e-9) * 100.0,
+                micros(b.p99),
+                micros(m.p99)
+            );
+        }
         println!(
             "  audit log: {:.1} MiB written ({})",
             audit_bytes as f64 / (1 << 20) as f64,
@@ -664,6 +763,9 @@ fn main() {
             println!("  WARNING: {failures} non-200 responses (see above): the numbers are not valid");
         }
         drop(under_test.dir);
+        drop(sqlite.dir);
+        drop(redis);
+        drop(redis_server);
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
 }
