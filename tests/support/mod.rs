@@ -4,6 +4,7 @@
 
 pub mod bugfix;
 pub mod e2e;
+pub mod redis;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -20,7 +20,7 @@ use crate::audit::{AdminRecord, AuditEvent, AuditLog};
 use crate::config::{Config, MAX_ROLE_MEMORY, MAX_TOKEN_TTL_S, StateBackend};
 use crate::policy::{Engine, EngineConfig, PolicyDir, Registry, Watcher};
 use crate::proxy::{Secret, Service, services};
-use crate::state::{MemoryStore, Store};
+use crate::state::{MemoryStore, RedisOptions, RedisStore, Store};
 use crate::token::KeyStore;
 
 /// Everything a request may need, shared by both planes.
@@ -183,7 +183,37 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                     .context("opening the state store")?,
             )
         }
-        StateBackend::Redis => bail!("the redis state backend is not built yet"),
+        StateBackend::Redis => {
+            let url = state
+                .url
+                .clone()
+                .context("state.url is required with backend = \"redis\"")?;
+            let password = match (&state.password_file, &state.password_env) {
+                (Some(path), _) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("state.password_file: reading {}", path.display()))?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string(),
+                ),
+                (None, Some(var)) => Some(
+                    std::env::var(var).with_context(|| format!("state.password_env: ${var} is not set"))?,
+                ),
+                (None, None) => None,
+            };
+            let store = RedisStore::new(RedisOptions {
+                url,
+                password,
+                key_prefix: state.key_prefix.clone(),
+                deadline: Duration::from_millis(state.timeout_ms),
+            })
+            .context("opening the state store")?;
+            // Not fatal: a replica starts while Redis is down, reports
+            // not-ready, refuses requests and recovers by itself.
+            if let Err(e) = store.ping().await {
+                tracing::warn!(error = %e, "state store unavailable at start; refusing requests until it answers");
+            }
+            Arc::new(store)
+        }
     })
 }
 

@@ -16,7 +16,9 @@
 //!
 //! Backends: [`MemoryStore`] (one process, nothing kept; also the logic of
 //! the durable store), [`MemoryStore::durable`] (the same, with every change
-//! written to an embedded SQLite database before it is acknowledged).
+//! written to an embedded SQLite database before it is acknowledged),
+//! [`RedisStore`] (shared by several replicas; each operation one Lua
+//! script).
 //!
 //! Nothing secret is kept: a session handle is stored only as its sha256
 //! digest, and of a minted token only its [`TokenRecord`] (never the token).
@@ -25,6 +27,7 @@ mod approvals;
 mod journal;
 mod memory;
 mod rate;
+mod redis;
 mod sessions;
 mod snapshot;
 mod tokens;
@@ -41,6 +44,7 @@ use crate::policy::{StateWrite, Usage};
 pub use approvals::{APPROVAL_PREFIX, Approval, ApprovalDecision, ApprovalError, EscalatedRequest};
 pub use memory::MemoryStore;
 pub use rate::WINDOW_SECONDS;
+pub use redis::{RedisOptions, RedisStore};
 pub use sessions::{HANDLE_PREFIX, NewSession, SESSION_PREFIX, Session, SessionLookup};
 pub use snapshot::StateSnapshot;
 pub use tokens::{TokenRecord, TokenStatus};

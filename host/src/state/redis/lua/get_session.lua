@@ -1,0 +1,2 @@
+-- get_session(P, id)
+return redis.call('HMGET', k('s', ARGV[2]), 'json', 'revoked')
