@@ -30,7 +30,11 @@ pub fn policies() -> Vec<(String, Vec<u8>)> {
 
 pub struct Bugfix {
     pub world: World,
+    /// The Airlock the steps go through (replica A when replicated).
     pub airlock: Airlock,
+    /// Replica B, on the same Redis and key directory as A.
+    pub replica: Option<Airlock>,
+    _shared_keys: Option<tempfile::TempDir>,
     pub code: CodeHost,
     handles: HashMap<String, String>,
     sessions: HashMap<String, String>,
@@ -39,6 +43,17 @@ pub struct Bugfix {
 impl Bugfix {
     /// Airlock and the code host, with one session per role.
     pub fn start() -> Self {
+        Self::launch(None)
+    }
+
+    /// Two replicas on the Redis at `redis_url` (keys under a prefix of
+    /// their own), sharing one signing-key directory made beforehand with
+    /// `airlock keys init`; sessions are created through A.
+    pub fn start_replicated(redis_url: &str) -> Self {
+        Self::launch(Some(redis_url))
+    }
+
+    fn launch(redis_url: Option<&str>) -> Self {
         let world = World::new();
         let listener = world
             .rt
@@ -52,12 +67,38 @@ impl Bugfix {
             .expect("the shared part of the config")
             .1
             .replace("http://127.0.0.1:9201", &format!("http://{code_addr}"));
+        let mut body = body;
+        let mut shared_keys = None;
+        if let Some(url) = redis_url {
+            let keys = tempfile::tempdir().expect("tempdir");
+            let dir = keys.path().join("keys");
+            let init = super::airlock(&["keys", "init", "--dir", dir.to_str().expect("utf-8")]);
+            assert!(
+                init.status.success(),
+                "keys init: {}",
+                String::from_utf8_lossy(&init.stderr)
+            );
+            static LAUNCHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = LAUNCHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let prefix = format!("bugfix-{}-{n}:", std::process::id());
+            body.push_str(&format!(
+                "\n[tokens]\nkeys_dir = {:?}\n\n[state]\nbackend = \"redis\"\nurl = {url:?}\nkey_prefix = {prefix:?}\ntimeout_ms = 300\n",
+                dir.to_str().expect("utf-8")
+            ));
+            shared_keys = Some(keys);
+        }
         let policies = policies();
-        let airlock = world.airlock(Start {
-            body: &body,
-            policies: policies.iter().map(|(n, b)| (n.as_str(), b.clone())).collect(),
-            ..Start::default()
-        });
+        let start = || {
+            world.airlock(Start {
+                body: &body,
+                policies: policies.iter().map(|(n, b)| (n.as_str(), b.clone())).collect(),
+                ..Start::default()
+            })
+        };
+        let airlock = start();
+        let replica = redis_url.map(|_| start());
+        // Replicated, the code host checks tokens at B, which A minted.
+        let checker = replica.as_ref().unwrap_or(&airlock);
         let code = {
             let _enter = world.rt.enter();
             CodeHost::spawn(
@@ -65,15 +106,17 @@ impl Bugfix {
                 CodeHostConfig {
                     issuer: "airlock".into(),
                     audience: "code".into(),
-                    jwks_url: airlock.admin_url("/.well-known/jwks.json"),
-                    introspect_url: airlock.admin_url("/v1/introspect"),
-                    introspection_token: airlock.introspection_token.clone(),
+                    jwks_url: checker.admin_url("/.well-known/jwks.json"),
+                    introspect_url: checker.admin_url("/v1/introspect"),
+                    introspection_token: checker.introspection_token.clone(),
                 },
             )
         };
         let mut this = Bugfix {
             world,
             airlock,
+            replica,
+            _shared_keys: shared_keys,
             code,
             handles: HashMap::new(),
             sessions: HashMap::new(),
@@ -120,6 +163,19 @@ impl Bugfix {
         body: Option<Value>,
         extra: &[(&str, &str)],
     ) -> HttpReply {
+        self.call_on(&self.airlock, role, method, path, body, extra)
+    }
+
+    /// `role` calls the code service through the proxy of `on` (a replica).
+    pub fn call_on(
+        &self,
+        on: &Airlock,
+        role: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> HttpReply {
         let auth = format!("Bearer {}", self.handle(role));
         let mut headers = vec![
             ("proxy-authorization", auth.as_str()),
@@ -129,7 +185,7 @@ impl Bugfix {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         self.world.request(
             method,
-            &self.airlock.proxy_url(&format!("/code{path}")),
+            &on.proxy_url(&format!("/code{path}")),
             &headers,
             body.as_bytes(),
         )

@@ -125,6 +125,7 @@ impl Airlock {
             )
             .context("opening the signing keys")?,
         );
+        follow_key_rotation(&keys);
         let engine = Engine::new(EngineConfig {
             max_memory_bytes: MAX_ROLE_MEMORY,
             cache_dir: config.policies.cache_dir.clone(),
@@ -169,6 +170,26 @@ impl Airlock {
             _watcher: watcher,
         }))
     }
+}
+
+/// How often a replica looks for a key set another process wrote.
+const KEY_POLL: Duration = Duration::from_secs(5);
+
+/// Replicas share one key directory: adopt a rotation made elsewhere. The
+/// task ends with the key store.
+fn follow_key_rotation(keys: &Arc<KeyStore>) {
+    let keys = Arc::downgrade(keys);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_POLL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(store) = keys.upgrade() else { return };
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.reload_if_changed()).await {
+                tracing::warn!(error = %e, "cannot reload the signing keys; keeping the current ones");
+            }
+        }
+    });
 }
 
 /// The configured state store, ready to serve.

@@ -10,8 +10,11 @@
 //!
 //! A retired key stays in the JWKS until `retired_at + max_token_ttl`: no
 //! token it signed can outlive that, since minting refuses longer lifetimes.
-//! One running process owns a key directory: another process's rotation is
-//! not seen until restart.
+//! Several replicas may share one key directory (a shared volume, or a
+//! Kubernetes Secret mounted read-only): each polls the manifest
+//! ([`KeyStore::reload_if_changed`]) and adopts a key set another replica
+//! (or `airlock keys rotate`) wrote. Tokens signed with the previous key
+//! during the lag still verify: it stays published as retired.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -145,6 +148,38 @@ impl KeyStore {
     /// out, so this only tidies up; `open` and `rotate` call it too.
     pub fn prune(&self) -> Result<usize, TokenError> {
         self.prune_at(unix_now())
+    }
+
+    /// Adopt the key set in the directory if another process changed it
+    /// (rotated, pruned): `Ok(true)` when the set in use was replaced. A
+    /// manifest that cannot be read or loaded leaves the current set in use.
+    pub fn reload_if_changed(&self) -> Result<bool, TokenError> {
+        let Some(dir) = &self.dir else {
+            return Ok(false);
+        };
+        let _changing = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(manifest) = read_manifest(dir)? else {
+            return Ok(false);
+        };
+        let current = self.keys.load();
+        let same = manifest.active.kid == current.active.kid()
+            && manifest.retired.len() == current.retired.len()
+            && manifest
+                .retired
+                .iter()
+                .zip(&current.retired)
+                .all(|(entry, r)| entry.kid == r.key.kid && entry.retired_at == r.retired_at);
+        if same {
+            return Ok(false);
+        }
+        let next = load(dir, manifest)?;
+        tracing::info!(
+            kid = next.active.kid(),
+            previous = current.active.kid(),
+            "adopted the signing keys written by another process"
+        );
+        self.keys.store(Arc::new(next));
+        Ok(true)
     }
 
     /// The kid of the key new tokens are signed with.
@@ -581,6 +616,35 @@ mod tests {
         // The retirement time survived the restart: the window is the same.
         assert_eq!(kids(&reopened.jwks_at(t + 300)), vec![new.clone(), old]);
         assert_eq!(kids(&reopened.jwks_at(t + 301)), vec![new]);
+    }
+
+    #[test]
+    fn a_replica_sharing_the_directory_adopts_another_replicas_rotation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("keys");
+        let a = KeyStore::open(&dir, Algorithm::Es256, TTL).unwrap();
+        let b = KeyStore::open(&dir, Algorithm::Es256, TTL).unwrap();
+        let first = a.active_kid();
+        assert_eq!(
+            b.active_kid(),
+            first,
+            "the second replica uses the first key, not one of its own"
+        );
+        assert!(!b.reload_if_changed().unwrap(), "nothing changed yet");
+        let second = a.rotate().unwrap();
+        assert_eq!(b.active_kid(), first, "not seen before the poll");
+        assert!(b.reload_if_changed().unwrap());
+        assert_eq!(b.active_kid(), second);
+        assert_eq!(
+            kids(&b.jwks()),
+            vec![second.clone(), first],
+            "the old key stays published"
+        );
+        assert!(!b.reload_if_changed().unwrap());
+        // A damaged manifest is an error and leaves the keys in use.
+        fs::write(dir.join(MANIFEST), "{").unwrap();
+        assert!(b.reload_if_changed().is_err());
+        assert_eq!(b.active_kid(), second);
     }
 
     #[test]
