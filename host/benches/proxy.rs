@@ -622,8 +622,11 @@ fn start_redis() -> Option<RedisServer> {
             "127.0.0.1",
             "--save",
             "",
+            // As deployed: nothing answered is lost when Redis restarts.
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "always",
         ])
         .arg("--dir")
         .arg(dir.path())

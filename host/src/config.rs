@@ -75,6 +75,49 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     #[serde(default)]
     pub state: StateConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `GET /metrics` on the admin listener. Open by default (it carries no
+/// secret: labels are roles, services, verdicts and codes); with a token,
+/// scrapers must send `Authorization: Bearer <token>`.
+///
+/// ```toml
+/// [metrics]
+/// # token_file = "metrics.token"   # or token_env = "AIRLOCK_METRICS_TOKEN"
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+}
+
+/// Traces: a span per request with a child per pipeline stage, always in
+/// the logs; exported over OTLP (HTTP, protobuf) only when configured.
+///
+/// ```toml
+/// [telemetry]
+/// # otlp_endpoint = "http://127.0.0.1:4318"   # POSTs to <endpoint>/v1/traces
+/// # service_name = "airlock"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            service_name: "airlock".into(),
+        }
+    }
 }
 
 /// Where sessions, budgets, single-use records, approvals and workflow
@@ -524,6 +567,7 @@ impl Config {
         config.admin.introspection_token_file = config.admin.introspection_token_file.map(|p| base.join(p));
         config.state.path = config.state.path.map(|p| base.join(p));
         config.state.password_file = config.state.password_file.map(|p| base.join(p));
+        config.metrics.token_file = config.metrics.token_file.map(|p| base.join(p));
         for service in config.services.values_mut() {
             service.auth.secret_file = service.auth.secret_file.take().map(|p| base.join(p));
         }
@@ -615,6 +659,17 @@ impl Config {
             ));
         }
         self.state.validate()?;
+        if self.metrics.token_file.is_some() && self.metrics.token_env.is_some() {
+            return Err(("metrics".into(), "give token_file or token_env, not both".into()));
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err((
+                "telemetry.otlp_endpoint".into(),
+                format!("{endpoint:?} is not an http:// or https:// URL"),
+            ));
+        }
         if self.roles.is_empty() {
             return Err(("roles".into(), "at least one role is needed".into()));
         }
@@ -843,6 +898,43 @@ policy = "crash-tracker.wasm"
             let e = err(&format!("[state]\n{state}\n{GOOD}"));
             assert_eq!(e.key, key, "{state}: {e}");
             assert!(e.reason.contains(needle), "{state}: {e}");
+        }
+    }
+
+    #[test]
+    fn metrics_are_open_by_default_and_telemetry_off() {
+        let config = Config::parse(GOOD, Path::new("/etc/airlock/airlock.toml")).unwrap();
+        assert_eq!(config.metrics.token_file, None);
+        assert_eq!(config.telemetry.otlp_endpoint, None);
+        let text = format!(
+            "[metrics]\ntoken_file = \"metrics.token\"\n[telemetry]\notlp_endpoint = \"http://collector:4318\"\n{GOOD}"
+        );
+        let config = Config::parse(&text, Path::new("/etc/airlock/airlock.toml")).unwrap();
+        assert_eq!(
+            config.metrics.token_file.as_deref(),
+            Some(Path::new("/etc/airlock/metrics.token"))
+        );
+        assert_eq!(
+            config.telemetry.otlp_endpoint.as_deref(),
+            Some("http://collector:4318")
+        );
+        assert_eq!(config.telemetry.service_name, "airlock");
+        for (table, key, needle) in [
+            (
+                "[metrics]\ntoken_file = \"a\"\ntoken_env = \"B\"",
+                "metrics",
+                "not both",
+            ),
+            (
+                "[telemetry]\notlp_endpoint = \"collector:4318\"",
+                "telemetry.otlp_endpoint",
+                "not an http",
+            ),
+            ("[telemetry]\nendpoint = \"http://c\"", "", "unknown field"),
+        ] {
+            let e = err(&format!("{table}\n{GOOD}"));
+            assert_eq!(e.key, key, "{table}: {e}");
+            assert!(e.reason.contains(needle), "{table}: {e}");
         }
     }
 

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod build;
 pub mod config;
 pub mod demo;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod server;

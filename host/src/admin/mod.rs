@@ -1,7 +1,8 @@
 //! The control plane, on its own listener: sessions, token introspection
 //! (RFC 7662) and revocation (RFC 7009), the JWKS, policies and keys.
 //!
-//! Every call but health, readiness and the JWKS needs the admin bearer
+//! Every call but health, readiness, the JWKS and `/metrics` (open, or
+//! behind its own token) needs the admin bearer
 //! token; introspection and revocation also accept the narrower
 //! introspection token meant for upstreams. Every change is audited.
 
@@ -115,6 +116,34 @@ async fn body_bytes(request: Request<Incoming>) -> Result<Bytes, Reply> {
         })
 }
 
+/// The Prometheus scrape: open, or behind its own bearer token.
+fn metrics(ctx: &Airlock, request: &Request<Incoming>) -> Result<Reply, Reply> {
+    if let Some(token) = &ctx.metrics_token {
+        let presented = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .unwrap_or("");
+        if aws_lc_rs::constant_time::verify_slices_are_equal(presented.as_bytes(), token.0.as_bytes())
+            .is_err()
+        {
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send the metrics token as `Authorization: Bearer <token>`",
+            ));
+        }
+    }
+    let mut r = Response::new(Full::new(Bytes::from(ctx.metrics.encode())));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    Ok(r)
+}
+
 /// Serve one control-plane request.
 pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Reply {
     match route(&ctx, request).await {
@@ -147,6 +176,7 @@ async fn route(ctx: &Airlock, request: Request<Incoming>) -> Result<Reply, Reply
             });
         }
         (&Method::GET, [".well-known", "jwks.json"]) => return Ok(reply(StatusCode::OK, ctx.keys.jwks())),
+        (&Method::GET, ["metrics"]) => return metrics(ctx, &request),
         _ => {}
     }
     let who = caller(ctx, &request);

@@ -55,6 +55,7 @@ pub enum AuditError {
 #[derive(Clone)]
 pub struct AuditLog {
     inner: Arc<Inner>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 struct Inner {
@@ -149,6 +150,7 @@ impl AuditLog {
                 path,
                 state: Mutex::new(state),
             }),
+            metrics: None,
         })
     }
 
@@ -159,6 +161,23 @@ impl AuditLog {
     /// request it was recording. A partial write is cut off again; if even
     /// that fails, the log refuses every later append.
     pub fn append(&self, event: AuditEvent) -> Result<u64, AuditError> {
+        let started = std::time::Instant::now();
+        let result = self.append_unobserved(event);
+        if let Some(metrics) = &self.metrics {
+            metrics.audit_append(started.elapsed(), result.is_ok());
+        }
+        result
+    }
+
+    /// Record each append's time and failures into `metrics`.
+    pub fn observed(self, metrics: Arc<crate::metrics::Metrics>) -> AuditLog {
+        AuditLog {
+            metrics: Some(metrics),
+            ..self
+        }
+    }
+
+    fn append_unobserved(&self, event: AuditEvent) -> Result<u64, AuditError> {
         let path = &self.inner.path;
         let fields = match serde_json::to_value(&event) {
             Ok(Value::Object(map)) => Ok(map),

@@ -163,6 +163,7 @@ pub struct Registry {
     roles: ArcSwap<HashMap<String, Arc<RolePolicy>>>,
     /// Serialises reloads; readers never take it.
     reloading: Mutex<()>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Registry {
@@ -186,6 +187,7 @@ impl Registry {
             dir,
             roles: ArcSwap::from_pointee(roles),
             reloading: Mutex::new(()),
+            metrics: None,
         })
     }
 
@@ -206,8 +208,28 @@ impl Registry {
         all
     }
 
+    /// Count each reload's result into `metrics`.
+    pub fn observed(self, metrics: Arc<crate::metrics::Metrics>) -> Registry {
+        Registry {
+            metrics: Some(metrics),
+            ..self
+        }
+    }
+
     /// Reload one role's policy from its file.
     pub fn reload_role(&self, role: &str) -> Result<ReloadOutcome, RegistryError> {
+        let result = self.reload_role_unobserved(role);
+        if let Some(metrics) = &self.metrics {
+            metrics.reload(match &result {
+                Ok(ReloadOutcome::Replaced { .. }) => "replaced",
+                Ok(ReloadOutcome::Unchanged { .. }) => "unchanged",
+                Err(_) => "rejected",
+            });
+        }
+        result
+    }
+
+    fn reload_role_unobserved(&self, role: &str) -> Result<ReloadOutcome, RegistryError> {
         let _serial = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let current = self
             .get(role)

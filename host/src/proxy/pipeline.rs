@@ -14,6 +14,8 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Request, Response};
 
+use tracing::Instrument as _;
+
 use super::approval::{APPROVAL_HEADER, approval_for, escalate, request_hash};
 use super::headers::{for_policy, header_name, redact, sanitize_request, scrub_response};
 use super::reply::{Refusal, refusal};
@@ -77,8 +79,23 @@ pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<F
         path: request.uri().path().to_string(),
         ..DecisionRecord::default()
     };
-    match serve(&ctx, request, &mut record, started).await {
-        Ok(response) => response,
+    let span = tracing::info_span!(
+        "request",
+        decision = %decision_id,
+        method = %record.method,
+        role = tracing::field::Empty,
+        verdict = tracing::field::Empty,
+    );
+    let served = serve(&ctx, request, &mut record, started)
+        .instrument(span.clone())
+        .await;
+    span.record("role", record.role.as_str());
+    match served {
+        Ok(response) => {
+            span.record("verdict", "allow");
+            ctx.metrics.decision(&record.role, "allow", "ok");
+            response
+        }
         Err(r) => {
             record.verdict = match r.refusal {
                 Refusal::Escalated => "escalate",
@@ -89,6 +106,7 @@ pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<F
             record.error = Some(r.refusal.code().to_string());
             record.reason = Some(r.reason.clone());
             record.latency_micros = started.elapsed().as_micros() as u64;
+            let (role, verdict) = (record.role.clone(), record.verdict.clone());
             // An allowed request that failed upstream was audited before it
             // was forwarded; its outcome is a record of its own.
             let event = if record.token_jti.is_some() {
@@ -102,8 +120,12 @@ pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<F
             } else {
                 AuditEvent::Decision(record)
             };
-            if let Err(e) = ctx.audit.append(event) {
+            span.record("verdict", verdict.as_str());
+            let appended =
+                span.in_scope(|| tracing::info_span!("audit").in_scope(|| ctx.audit.append(event)));
+            if let Err(e) = appended {
                 tracing::error!(decision = %decision_id, error = %e, "audit write failed");
+                ctx.metrics.decision(&role, &verdict, Refusal::Unavailable.code());
                 return refusal(
                     Refusal::Unavailable,
                     "the audit log is unavailable",
@@ -112,6 +134,7 @@ pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<F
                     None,
                 );
             }
+            ctx.metrics.decision(&role, &verdict, r.refusal.code());
             refusal(
                 r.refusal,
                 &r.reason,
@@ -165,6 +188,7 @@ async fn serve(
             rate_limits: &ctx.rate_limits,
             now_ms: now,
         })
+        .instrument(tracing::info_span!("session"))
         .await
         .map_err(store_unavailable)?;
     let session = match begun.lookup {
@@ -329,7 +353,10 @@ async fn serve(
                 Arc::new(state.clone()),
                 policy.binding.limits,
             )
+            .instrument(tracing::info_span!("policy", attempt))
             .await;
+        ctx.metrics
+            .evaluation(&session.role, evaluation.elapsed, evaluation.fuel_used);
         record.fuel = Some(evaluation.fuel_used);
         record.eval_micros = Some(evaluation.elapsed.as_micros() as u64);
         for log in &evaluation.logs {
@@ -390,6 +417,7 @@ async fn serve(
                 token: Some(&token_record),
                 now_ms: now,
             })
+            .instrument(tracing::info_span!("commit"))
             .await
             .map_err(store_unavailable)?;
         match outcome {
@@ -423,26 +451,30 @@ async fn serve(
         }
     };
 
-    let token = mint(
-        ctx,
-        &session,
-        service_name,
-        &grant.scopes,
-        grant.single_use,
-        &grant.claims,
-        &info.digest,
-        &token_record,
-        ttl,
-    )
-    .map_err(|e| refused(Refusal::Unavailable, format!("token service unavailable: {e}")))?;
+    let token = tracing::info_span!("mint")
+        .in_scope(|| {
+            mint(
+                ctx,
+                &session,
+                service_name,
+                &grant.scopes,
+                grant.single_use,
+                &grant.claims,
+                &info.digest,
+                &token_record,
+                ttl,
+            )
+        })
+        .map_err(|e| refused(Refusal::Unavailable, format!("token service unavailable: {e}")))?;
+    ctx.metrics.token_minted(service_name);
     record.verdict = "allow".into();
     record.token_jti = Some(token.jti.clone());
     record.token_scope = Some(grant.scopes.join(" "));
     record.token_ttl_s = Some(ttl.as_secs());
     record.latency_micros = started.elapsed().as_micros() as u64;
     // Audited before forwarding: if the log cannot be written, nothing goes out.
-    ctx.audit
-        .append(AuditEvent::Decision(record.clone()))
+    tracing::info_span!("audit")
+        .in_scope(|| ctx.audit.append(AuditEvent::Decision(record.clone())))
         .map_err(|e| {
             tracing::error!(decision = %record.decision_id, error = %e, "audit write failed");
             record.token_jti = None;
@@ -453,8 +485,16 @@ async fn serve(
     let cap = grant.max_response_bytes.map_or(limits.max_response_bytes.0, |g| {
         (g as usize).min(limits.max_response_bytes.0)
     });
-    let (status, upstream_headers, upstream_body) =
-        forward(service, &method, rest, &raw_query, headers, body, &token, cap).await?;
+    let upstream_started = Instant::now();
+    let forwarded = forward(service, &method, rest, &raw_query, headers, body, &token, cap)
+        .instrument(tracing::info_span!("upstream", service = service_name))
+        .await;
+    ctx.metrics.upstream(
+        service_name,
+        forwarded.as_ref().ok().map(|(status, _, _)| status.as_u16()),
+        upstream_started.elapsed(),
+    );
+    let (status, upstream_headers, upstream_body) = forwarded?;
 
     // 7. Scrub: no credential, cookie, token or secret reaches the agent.
     let mut secrets: Vec<&[u8]> = vec![token.token.as_bytes()];
@@ -466,6 +506,7 @@ async fn serve(
 
     // 8. The outcome, then the response.
     let latency = started.elapsed().as_micros() as u64;
+    let _audit = tracing::info_span!("audit").entered();
     ctx.audit
         .append(AuditEvent::Outcome(OutcomeRecord {
             decision_id: record.decision_id.clone(),

@@ -18,9 +18,10 @@ use tokio::net::TcpListener;
 
 use crate::audit::{AdminRecord, AuditEvent, AuditLog};
 use crate::config::{Config, MAX_ROLE_MEMORY, MAX_TOKEN_TTL_S, StateBackend};
+use crate::metrics::Metrics;
 use crate::policy::{Engine, EngineConfig, PolicyDir, Registry, Watcher};
 use crate::proxy::{Secret, Service, services};
-use crate::state::{MemoryStore, RedisOptions, RedisStore, Store};
+use crate::state::{MemoryStore, Metered, RedisOptions, RedisStore, Store};
 use crate::token::KeyStore;
 
 /// Everything a request may need, shared by both planes.
@@ -35,6 +36,10 @@ pub struct Airlock {
     pub services: HashMap<String, Service>,
     pub admin_token: Secret,
     pub introspection_token: Option<Secret>,
+    /// What `/metrics` serves; every part records into it.
+    pub metrics: Arc<Metrics>,
+    /// When set, `/metrics` needs it as a bearer token.
+    pub metrics_token: Option<Secret>,
     _watcher: Option<std::sync::Mutex<Watcher>>,
 }
 
@@ -114,7 +119,14 @@ impl Airlock {
     pub async fn start(config: Config) -> anyhow::Result<Arc<Airlock>> {
         std::fs::create_dir_all(&config.data.dir)
             .with_context(|| format!("creating the data directory {}", config.data.dir.display()))?;
-        let audit = AuditLog::open(&config.audit_log_path()).context("opening the audit log")?;
+        let metrics = Arc::new(Metrics::new(match config.state.backend {
+            StateBackend::Memory => "memory",
+            StateBackend::Sqlite => "sqlite",
+            StateBackend::Redis => "redis",
+        }));
+        let audit = AuditLog::open(&config.audit_log_path())
+            .context("opening the audit log")?
+            .observed(metrics.clone());
         // Retired keys stay published for the longest lifetime any role
         // may give a token (config checking keeps every role under it).
         let keys = Arc::new(
@@ -134,7 +146,7 @@ impl Airlock {
         })?;
         let dir = PolicyDir::open(&config.policies.dir)?;
         let registry = match Registry::new(engine, dir, config.role_bindings()) {
-            Ok(r) => Arc::new(r),
+            Ok(r) => Arc::new(r.observed(metrics.clone())),
             Err(e) => {
                 let _ = audit.append(admin_event("policy.rejected", "startup", "", Some(e.to_string())));
                 return Err(e.into());
@@ -149,7 +161,7 @@ impl Airlock {
         } else {
             None
         };
-        let store = open_store(&config).await?;
+        let store: Arc<dyn Store> = Arc::new(Metered::new(open_store(&config).await?, metrics.clone()));
         let services = services(&config)?;
         let admin_token = admin_token(&config)?;
         let introspection_token = credential(
@@ -157,7 +169,14 @@ impl Airlock {
             config.admin.introspection_token_env.as_deref(),
             "introspection token",
         )?;
+        let metrics_token = credential(
+            config.metrics.token_file.as_deref(),
+            config.metrics.token_env.as_deref(),
+            "metrics token",
+        )?;
         Ok(Arc::new(Airlock {
+            metrics,
+            metrics_token,
             registry,
             store,
             rate_limits: config.rate_limits(),

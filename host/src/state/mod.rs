@@ -26,6 +26,7 @@
 mod approvals;
 mod journal;
 mod memory;
+mod metered;
 mod rate;
 mod redis;
 mod sessions;
@@ -43,6 +44,7 @@ use crate::policy::{StateWrite, Usage};
 
 pub use approvals::{APPROVAL_PREFIX, Approval, ApprovalDecision, ApprovalError, EscalatedRequest};
 pub use memory::MemoryStore;
+pub use metered::Metered;
 pub use rate::WINDOW_SECONDS;
 pub use redis::{RedisOptions, RedisStore};
 pub use sessions::{HANDLE_PREFIX, NewSession, SESSION_PREFIX, Session, SessionLookup};
