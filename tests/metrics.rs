@@ -92,6 +92,18 @@ policy = "panics.wasm"
 services = ["crash-reporting"]
 "#;
 
+/// Airlock with BODY's two roles (one that allows, one whose policy traps).
+fn start(world: &World, body: &str) -> Airlock {
+    world.airlock(Start {
+        body,
+        policies: vec![
+            ("good-allow.wasm", guest("good-allow")),
+            ("panics.wasm", guest("panics")),
+        ],
+        ..Start::default()
+    })
+}
+
 #[test]
 fn counters_move_by_exactly_the_requests_made_and_the_exposition_parses() {
     let world = World::new();
@@ -99,14 +111,7 @@ fn counters_move_by_exactly_the_requests_made_and_the_exposition_parses() {
         audience: "crash-reporting".into(),
     });
     let body = BODY.replace("UPSTREAM", &upstream.url());
-    let airlock = world.airlock(Start {
-        body: &body,
-        policies: vec![
-            ("good-allow.wasm", guest("good-allow")),
-            ("panics.wasm", guest("panics")),
-        ],
-        ..Start::default()
-    });
+    let airlock = start(&world, &body);
     let (_, reader) = airlock.session(&world, "reader", "reader-bot", 300);
     let (_, trapper) = airlock.session(&world, "trapper", "trap-bot", 300);
     let (text, before) = scrape(&world, &airlock);
@@ -227,4 +232,70 @@ fn with_a_metrics_token_only_its_bearer_may_scrape() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     parse(&r.text());
+}
+
+#[test]
+fn with_an_otlp_endpoint_request_spans_are_exported_with_their_stages() {
+    let world = World::new();
+    let upstream = world.upstream(Behaviour::Verify {
+        audience: "crash-reporting".into(),
+    });
+    // A real HTTP server standing in for an OpenTelemetry collector: it
+    // records every POST and answers 200.
+    let collector = world.upstream(Behaviour::Slow(0));
+    let body = format!(
+        "[telemetry]\notlp_endpoint = \"{}\"\nservice_name = \"airlock-otlp-test\"\n{}",
+        collector.url(),
+        BODY.replace("UPSTREAM", &upstream.url())
+    );
+    let airlock = start(&world, &body);
+    let (_, reader) = airlock.session(&world, "reader", "reader-bot", 300);
+    let auth = format!("Bearer {reader}");
+    let r = world.request(
+        "GET",
+        &airlock.proxy_url("/crash-reporting/crashes/7"),
+        &[("proxy-authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // The batch exporter sends every few seconds; wait for the first batch
+    // (a wait for an event, not a timing assertion).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let exported = loop {
+        let batch = collector
+            .received
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|r| r.method == "POST" && r.uri == "/v1/traces")
+            .cloned();
+        if let Some(batch) = batch {
+            break batch;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no OTLP export reached the collector; airlock logs:\n{}",
+            airlock.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(exported.header("content-type"), Some("application/x-protobuf"));
+    // Protobuf keeps strings verbatim: the service, the request span and
+    // each stage's span are in the batch; no secret is.
+    let payload = String::from_utf8_lossy(&exported.body);
+    for name in [
+        "airlock-otlp-test",
+        "request",
+        "session",
+        "policy",
+        "commit",
+        "mint",
+        "upstream",
+        "audit",
+    ] {
+        assert!(payload.contains(name), "{name} not in the exported spans");
+    }
+    assert!(!payload.contains(&reader[4..]), "the session handle was exported");
+    assert!(!payload.contains("eyJ"), "a token was exported");
 }

@@ -7,7 +7,5 @@ use clap::Parser;
 mod cli;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    cli::init_tracing();
-    cli::run(args)
+    cli::run(cli::Cli::parse())
 }

@@ -13,6 +13,7 @@ mod ops;
 mod policy;
 mod remote;
 mod serve;
+mod telemetry;
 
 /// Airlock: a WebAssembly policy host for AI agents.
 #[derive(Parser, Debug)]
@@ -59,16 +60,12 @@ enum Command {
     Workflow(exact::WorkflowCommand),
 }
 
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 pub fn run(cli: Cli) -> ExitCode {
+    // `serve` sets up logging itself, once its config says whether traces
+    // are exported too.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        telemetry::init_logs();
+    }
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Config(cmd) => config::run(cmd),

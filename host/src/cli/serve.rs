@@ -8,18 +8,13 @@ use anyhow::Context as _;
 use airlock::config::Config;
 use airlock::server::{Airlock, bind};
 
+use super::telemetry;
+
 /// The quickstart configuration, built into the binary.
 const EMBEDDED: &str = include_str!("../../../examples/airlock.toml");
 
-pub fn run(config: Option<PathBuf>, demo_upstreams: bool) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(config, demo_upstreams)) {
+pub fn run(config_file: Option<PathBuf>, demo_upstreams: bool) -> ExitCode {
+    match run_inner(config_file, demo_upstreams) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -28,7 +23,7 @@ pub fn run(config: Option<PathBuf>, demo_upstreams: bool) -> ExitCode {
     }
 }
 
-async fn serve(config_file: Option<PathBuf>, demo_upstreams: bool) -> anyhow::Result<()> {
+fn run_inner(config_file: Option<PathBuf>, demo_upstreams: bool) -> anyhow::Result<()> {
     let embedded = config_file.is_none();
     let config = match &config_file {
         Some(file) => Config::load(file)?,
@@ -38,8 +33,19 @@ async fn serve(config_file: Option<PathBuf>, demo_upstreams: bool) -> anyhow::Re
             config
         }
     };
+    // Before the runtime, and dropped after it: the OTLP exporter's blocking
+    // client must live outside any async context.
+    let _telemetry = telemetry::init(&config.telemetry)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(config, embedded || demo_upstreams, embedded))
+}
+
+async fn serve(config: Config, demo_upstreams: bool, embedded: bool) -> anyhow::Result<()> {
     let airlock = Airlock::start(config).await?;
-    if embedded || demo_upstreams {
+    if demo_upstreams {
         let demos = airlock::demo::start(&airlock.config, airlock.keys.clone())
             .await
             .context("starting the demo upstream services")?;
