@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use airlock::policy::{Limits, NoState, PolicyDir, Registry, RegistryError, ReloadOutcome, RoleBinding};
-use support::{engine, get, guest};
+use support::{engine, get, guest, wait_for};
 
 fn binding(module: &str) -> RoleBinding {
     RoleBinding {
@@ -29,17 +29,6 @@ fn install(dir: &Path, name: &str, bytes: &[u8]) {
 
 fn digest_of(registry: &Registry) -> String {
     registry.get("reader").expect("role").module.info().digest.clone()
-}
-
-fn wait_for(mut done: impl FnMut() -> bool, within: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if done() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    done()
 }
 
 #[test]

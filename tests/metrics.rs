@@ -261,25 +261,21 @@ fn with_an_otlp_endpoint_request_spans_are_exported_with_their_stages() {
 
     // The batch exporter sends every few seconds; wait for the first batch
     // (a wait for an event, not a timing assertion).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let exported = loop {
-        let batch = collector
+    let batch = || {
+        collector
             .received
             .lock()
             .expect("lock")
             .iter()
             .find(|r| r.method == "POST" && r.uri == "/v1/traces")
-            .cloned();
-        if let Some(batch) = batch {
-            break batch;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no OTLP export reached the collector; airlock logs:\n{}",
-            airlock.logs()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
+            .cloned()
     };
+    assert!(
+        support::wait_for(|| batch().is_some(), std::time::Duration::from_secs(30)),
+        "no OTLP export reached the collector; airlock logs:\n{}",
+        airlock.logs()
+    );
+    let exported = batch().expect("the batch just seen");
     assert_eq!(exported.header("content-type"), Some("application/x-protobuf"));
     // Protobuf keeps strings verbatim: the service, the request span and
     // each stage's span are in the batch; no secret is.

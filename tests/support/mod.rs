@@ -23,6 +23,19 @@ pub fn airlock_bin() -> &'static str {
     env!("CARGO_BIN_EXE_airlock")
 }
 
+/// Polls `done` until it holds or `within` has passed; whether it held.
+/// For waiting on an event, never for asserting a time.
+pub fn wait_for(mut done: impl FnMut() -> bool, within: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    done()
+}
+
 /// Run `airlock ARGS...`.
 pub fn airlock(args: &[&str]) -> Output {
     Command::new(airlock_bin())
