@@ -16,7 +16,7 @@ use super::bindings::{GuestContext, Policy, PolicyPre, wit};
 use super::limits::Limits;
 use super::spares::{SpareWorker, Spares};
 use super::state_view::WorkflowState;
-use super::types::{Failure, FailureClass, LogRecord, PolicyRequest, StateWrite, Verdict};
+use super::types::{Failure, FailureClass, Listing, LogRecord, PolicyRequest, Principal, StateWrite, Verdict};
 use super::verdict::validate_verdict;
 
 /// How often the deadline clock ticks.
@@ -502,6 +502,68 @@ impl PolicyModule {
     }
 }
 
+/// The answer to a `visible` question: one bool per name asked about.
+#[derive(Debug, Clone)]
+pub struct Visibility {
+    /// Same length as the names asked about; all false when `failure` is set
+    /// (a failing or pre-0.2.0 policy hides everything).
+    pub visible: Vec<bool>,
+    pub failure: Option<Failure>,
+    pub fuel_used: u64,
+    pub elapsed: Duration,
+}
+
+impl PolicyModule {
+    /// Which of `names` (of `kind`, from MCP service `service`) `principal`
+    /// may see, asked of the policy's `visible` export in an instance of
+    /// its own. Blocks like [`evaluate`](Self::evaluate).
+    pub fn visible(
+        &self,
+        _principal: &Principal,
+        _service: &str,
+        _kind: Listing,
+        names: &[String],
+        _state: Arc<dyn WorkflowState>,
+        _limits: &Limits,
+    ) -> Visibility {
+        // TODO(issue 11): call the 0.2.0 `visible` export.
+        Visibility {
+            visible: vec![false; names.len()],
+            failure: Some(Failure {
+                class: FailureClass::Host,
+                detail: "visible is not wired yet".into(),
+            }),
+            fuel_used: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// [`visible`](Self::visible) on tokio's blocking pool.
+    pub async fn visible_async(
+        self: Arc<Self>,
+        principal: Principal,
+        service: String,
+        kind: Listing,
+        names: Vec<String>,
+        state: Arc<dyn WorkflowState>,
+        limits: Limits,
+    ) -> Visibility {
+        let count = names.len();
+        let started = Instant::now();
+        tokio::task::spawn_blocking(move || self.visible(&principal, &service, kind, &names, state, &limits))
+            .await
+            .unwrap_or_else(|e| Visibility {
+                visible: vec![false; count],
+                failure: Some(Failure {
+                    class: FailureClass::Host,
+                    detail: format!("visibility task failed: {e}"),
+                }),
+                fuel_used: 0,
+                elapsed: started.elapsed(),
+            })
+    }
+}
+
 impl Evaluation {
     /// A deny decided by the engine before the policy could answer.
     fn failed(failure: Failure, fuel_used: u64, elapsed: Duration) -> Evaluation {
@@ -633,6 +695,12 @@ fn to_wit(r: &PolicyRequest) -> wit::Request {
             headers: a.headers.0.clone(),
             body: a.body.clone(),
             body_truncated: a.body_truncated,
+            mcp: a.mcp.as_ref().map(|m| wit::McpCall {
+                method: m.method.clone(),
+                name: m.name.clone(),
+                arguments: m.arguments.clone(),
+                id: m.id.clone(),
+            }),
         },
         usage: wit::Usage {
             requests_total: u.requests_total,

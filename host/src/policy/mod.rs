@@ -18,6 +18,7 @@ mod verdict;
 
 pub use engine::{
     Engine, EngineConfig, Evaluation, LARGE_COMPONENT_BYTES, LoadError, PolicyInfo, PolicyModule,
+    Visibility,
 };
 pub use limits::Limits;
 /// The bounds of the policy contract (state key and value sizes, writes per decision).
@@ -26,6 +27,7 @@ pub use limits::bounds::RESERVED_CLAIMS;
 pub use registry::{PolicyDir, Registry, RegistryError, ReloadOutcome, RoleBinding, RolePolicy, Watcher};
 pub use state_view::{MemoryState, NoState, StateError, WorkflowState};
 pub use types::{
-    Action, Approval, Failure, FailureClass, Grant, LogLevel, LogRecord, Pairs, PolicyRequest, Principal,
+    Action, Approval, Failure, FailureClass, Grant, Listing, LogLevel, LogRecord, McpCall, Pairs, PolicyRequest,
+    Principal,
     StateWrite, Usage, Verdict,
 };

@@ -63,6 +63,82 @@ pub struct Action {
     #[serde(skip)]
     pub body: Vec<u8>,
     pub body_truncated: bool,
+    /// The structured MCP call, for services of kind `mcp` (contract 0.2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpCall>,
+}
+
+/// One JSON-RPC message an agent sent to an MCP service.
+///
+/// JSON form: `{"method": "tools/call", "name": "read_file",
+/// "arguments": {"path": "src/lib.rs"}, "id": 7}`; `arguments` is any JSON
+/// object (default `{}`), `id` any JSON-RPC id (absent: a notification).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "McpCallJson", into = "McpCallJson")]
+pub struct McpCall {
+    pub method: String,
+    /// Tool or prompt name, or resource URI.
+    pub name: Option<String>,
+    /// JSON text of a JSON object.
+    pub arguments: String,
+    /// JSON text of the JSON-RPC id.
+    pub id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct McpCallJson {
+    method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<serde_json::Value>,
+}
+
+impl TryFrom<McpCallJson> for McpCall {
+    type Error = String;
+
+    fn try_from(m: McpCallJson) -> Result<Self, String> {
+        if m.method.is_empty() {
+            return Err("action.mcp.method is empty".into());
+        }
+        Ok(McpCall {
+            method: m.method,
+            name: m.name,
+            arguments: serde_json::Value::Object(m.arguments).to_string(),
+            id: m.id.map(|id| id.to_string()),
+        })
+    }
+}
+
+impl From<McpCall> for McpCallJson {
+    fn from(m: McpCall) -> Self {
+        McpCallJson {
+            method: m.method,
+            name: m.name,
+            arguments: match serde_json::from_str(&m.arguments) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            },
+            id: m.id.and_then(|id| serde_json::from_str(&id).ok()),
+        }
+    }
+}
+
+/// What an MCP listing shows (`visible` is asked per kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Listing {
+    /// `tools/list`: tool names.
+    Tools,
+    /// `resources/list`: resource URIs.
+    Resources,
+    /// `resources/templates/list`: URI templates.
+    ResourceTemplates,
+    /// `prompts/list`: prompt names.
+    Prompts,
 }
 
 /// The JSON form of [`Action`]: the body comes as text or base64, not both.
@@ -86,6 +162,8 @@ struct ActionJson {
     body_base64: Option<String>,
     #[serde(default)]
     body_truncated: bool,
+    #[serde(default)]
+    mcp: Option<McpCall>,
 }
 
 impl TryFrom<ActionJson> for Action {
@@ -123,6 +201,7 @@ impl TryFrom<ActionJson> for Action {
             headers: lower(a.headers),
             body,
             body_truncated: a.body_truncated,
+            mcp: a.mcp,
         })
     }
 }
