@@ -309,6 +309,11 @@ fn default_spare_instances() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
+    /// `rest` (the default): `/{service}/{path}` calls matched against
+    /// `routes`. `mcp`: an MCP server's Streamable HTTP endpoint, reached by
+    /// agents at `/{service}/mcp`; every JSON-RPC message is an action.
+    #[serde(default)]
+    pub kind: ServiceKind,
     pub upstream: String,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -318,6 +323,15 @@ pub struct ServiceConfig {
     pub connect_timeout_ms: u64,
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+}
+
+/// How agents speak to a service through the proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    #[default]
+    Rest,
+    Mcp,
 }
 
 fn default_connect_timeout() -> u64 {
@@ -616,6 +630,14 @@ impl Config {
             if service.connect_timeout_ms == 0 || service.timeout_ms == 0 {
                 return Err((key("timeout_ms"), "timeouts must be greater than 0".into()));
             }
+            if service.kind == ServiceKind::Mcp && !service.routes.is_empty() {
+                return Err((
+                    key("routes"),
+                    "an mcp service has no routes: its operations are the JSON-RPC methods \
+                     (`tools/call:NAME`, `resources/read`, ...)"
+                        .into(),
+                ));
+            }
             let mut ops = std::collections::BTreeSet::new();
             for (i, route) in service.routes.iter().enumerate() {
                 let key = |k: &str| format!("services.{name}.routes[{i}].{k}");
@@ -715,9 +737,11 @@ impl Config {
             }
             for (op, limit) in &role.grants_per_session {
                 let known = role.services.iter().any(|svc| {
-                    self.services
-                        .get(svc)
-                        .is_some_and(|c| c.routes.iter().any(|r| &r.op == op))
+                    self.services.get(svc).is_some_and(|c| match c.kind {
+                        ServiceKind::Rest => c.routes.iter().any(|r| &r.op == op),
+                        // MCP operations are `method` or `method:name`.
+                        ServiceKind::Mcp => op.contains('/'),
+                    })
                 });
                 if !known {
                     return Err((

@@ -39,6 +39,15 @@ pub struct DecisionRecord {
     /// Response bytes returned to the agent.
     pub bytes: Option<u64>,
     pub latency_micros: u64,
+    /// For an MCP service: the JSON-RPC method of the one message decided.
+    pub mcp_method: Option<String>,
+    /// The tool or prompt name, or resource URI, the message named.
+    pub mcp_name: Option<String>,
+    /// `sha256:<hex>` of the message's arguments (canonical JSON), so two
+    /// records can be compared without the log holding the arguments.
+    pub mcp_arguments_sha256: Option<String>,
+    /// The JSON-RPC id as JSON text; `null` for a notification.
+    pub mcp_id: Option<String>,
 }
 
 /// An operator or control-plane action: session created/revoked, policy loaded/rejected, key rotated.

@@ -34,6 +34,10 @@ fn decision(i: u64) -> AuditEvent {
         upstream_status: Some(200),
         bytes: Some(u64::MAX),
         latency_micros: 420,
+        mcp_method: i.is_multiple_of(4).then(|| "tools/call".into()),
+        mcp_name: i.is_multiple_of(4).then(|| "read_file".into()),
+        mcp_arguments_sha256: i.is_multiple_of(4).then(|| format!("sha256:{}", "cd".repeat(32))),
+        mcp_id: i.is_multiple_of(4).then(|| i.to_string()),
     })
 }
 
@@ -318,7 +322,8 @@ fn a_failed_write_is_an_error_and_so_is_every_later_one() {
 fn records_name_tokens_but_never_hold_one() {
     let (_dir, path) = log_of(1);
     let keys: BTreeSet<String> = parse(&read_lines(&path)[0]).keys().cloned().collect();
-    let expected = "agent approval_id bytes decision_id error eval_micros fuel hash kind latency_micros method \
+    let expected = "agent approval_id bytes decision_id error eval_micros fuel hash kind latency_micros \
+        mcp_arguments_sha256 mcp_id mcp_method mcp_name method \
         on_behalf_of operation path policy_digest policy_name prev reason role seq service session \
         time token_jti token_scope token_ttl_s upstream_status verdict workflow";
     assert_eq!(keys, expected.split_whitespace().map(str::to_string).collect());

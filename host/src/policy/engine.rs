@@ -16,7 +16,9 @@ use super::bindings::{GuestContext, Policy, PolicyPre, wit};
 use super::limits::Limits;
 use super::spares::{SpareWorker, Spares};
 use super::state_view::WorkflowState;
-use super::types::{Failure, FailureClass, Listing, LogRecord, PolicyRequest, Principal, StateWrite, Verdict};
+use super::types::{
+    Failure, FailureClass, Listing, LogRecord, PolicyRequest, Principal, StateWrite, Verdict,
+};
 use super::verdict::validate_verdict;
 
 /// How often the deadline clock ticks.

@@ -17,8 +17,7 @@ mod types;
 mod verdict;
 
 pub use engine::{
-    Engine, EngineConfig, Evaluation, LARGE_COMPONENT_BYTES, LoadError, PolicyInfo, PolicyModule,
-    Visibility,
+    Engine, EngineConfig, Evaluation, LARGE_COMPONENT_BYTES, LoadError, PolicyInfo, PolicyModule, Visibility,
 };
 pub use limits::Limits;
 /// The bounds of the policy contract (state key and value sizes, writes per decision).
@@ -27,7 +26,6 @@ pub use limits::bounds::RESERVED_CLAIMS;
 pub use registry::{PolicyDir, Registry, RegistryError, ReloadOutcome, RoleBinding, RolePolicy, Watcher};
 pub use state_view::{MemoryState, NoState, StateError, WorkflowState};
 pub use types::{
-    Action, Approval, Failure, FailureClass, Grant, Listing, LogLevel, LogRecord, McpCall, Pairs, PolicyRequest,
-    Principal,
-    StateWrite, Usage, Verdict,
+    Action, Approval, Failure, FailureClass, Grant, Listing, LogLevel, LogRecord, McpCall, Pairs,
+    PolicyRequest, Principal, StateWrite, Usage, Verdict,
 };

@@ -7,12 +7,14 @@
 
 mod approval;
 mod headers;
+mod mcp;
 mod pipeline;
 mod reply;
 mod route;
 mod upstream;
 
-pub use pipeline::{handle, now_ms, random_id};
+pub use mcp::McpSessions;
+pub use pipeline::{ProxyBody, handle, now_ms, random_id};
 pub use reply::Refusal;
 pub use route::{RouteMatch, RouteTable, percent_decode};
 pub use upstream::{Secret, Service, ServiceError, services};

@@ -22,9 +22,12 @@ use super::reply::{Refusal, refusal};
 use super::route::parse_query;
 use super::upstream::Service;
 use crate::audit::{AuditEvent, DecisionRecord, OutcomeRecord};
-use crate::policy::{Action, Pairs, PolicyRequest, Principal, Verdict};
+use crate::config::{RoleConfig, ServiceKind};
+use crate::policy::{Action, McpCall, Pairs, PolicyRequest, Principal, Verdict};
 use crate::server::Airlock;
-use crate::state::{Begin, Commit, CommitOutcome, Session, SessionLookup, StateError, TokenRecord};
+use crate::state::{
+    Begin, Commit, CommitOutcome, RateCheck, Session, SessionLookup, StateError, StateSnapshot, TokenRecord,
+};
 use crate::token::{MintedToken, TokenRequest, effective_ttl, new_jti, request_binding};
 
 /// How often a decision is re-evaluated when the workflow state it read
@@ -69,8 +72,22 @@ pub fn random_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
+/// What the proxy answers: a whole body (REST, refusals) or a stream (MCP
+/// `text/event-stream` responses, scrubbed event by event).
+pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
 /// Serve one data-plane request.
-pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<ProxyBody> {
+    let (service_name, _) = split_service(request.uri().path());
+    if let Some(service) = ctx.services.get(service_name)
+        && service.kind == ServiceKind::Mcp
+    {
+        return super::mcp::handle(ctx.clone(), request).await;
+    }
+    handle_rest(ctx, request).await.map(BodyExt::boxed)
+}
+
+async fn handle_rest(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let decision_id = random_id("dec");
     let mut record = DecisionRecord {
@@ -97,35 +114,9 @@ pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<F
             response
         }
         Err(r) => {
-            record.verdict = match r.refusal {
-                Refusal::Escalated => "escalate",
-                _ if record.verdict == "allow" => "allow",
-                _ => "deny",
-            }
-            .to_string();
-            record.error = Some(r.refusal.code().to_string());
-            record.reason = Some(r.reason.clone());
-            record.latency_micros = started.elapsed().as_micros() as u64;
-            let (role, verdict) = (record.role.clone(), record.verdict.clone());
-            // An allowed request that failed upstream was audited before it
-            // was forwarded; its outcome is a record of its own.
-            let event = if record.token_jti.is_some() {
-                AuditEvent::Outcome(OutcomeRecord {
-                    decision_id: decision_id.clone(),
-                    upstream_status: None,
-                    bytes: None,
-                    error: Some(r.refusal.code().to_string()),
-                    latency_micros: record.latency_micros,
-                })
-            } else {
-                AuditEvent::Decision(record)
-            };
-            span.record("verdict", verdict.as_str());
-            let appended =
-                span.in_scope(|| tracing::info_span!("audit").in_scope(|| ctx.audit.append(event)));
-            if let Err(e) = appended {
-                tracing::error!(decision = %decision_id, error = %e, "audit write failed");
-                ctx.metrics.decision(&role, &verdict, Refusal::Unavailable.code());
+            let audited = span.in_scope(|| audit_refusal(&ctx, record, &r, started));
+            span.record("verdict", audited.verdict);
+            if !audited.written {
                 return refusal(
                     Refusal::Unavailable,
                     "the audit log is unavailable",
@@ -134,7 +125,6 @@ pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<F
                     None,
                 );
             }
-            ctx.metrics.decision(&role, &verdict, r.refusal.code());
             refusal(
                 r.refusal,
                 &r.reason,
@@ -146,41 +136,158 @@ pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<F
     }
 }
 
-fn session_handle(headers: &HeaderMap) -> Option<&str> {
+/// What [`audit_refusal`] wrote.
+pub(super) struct Audited {
+    pub(super) verdict: &'static str,
+    /// False when the audit log failed: the agent is told `unavailable`.
+    pub(super) written: bool,
+}
+
+/// Audit a request that ends refused (and count it): its decision record,
+/// or, for an allowed request that failed upstream (audited before it was
+/// forwarded), an outcome record of its own.
+pub(super) fn audit_refusal(
+    ctx: &Airlock,
+    mut record: DecisionRecord,
+    r: &Refused,
+    started: Instant,
+) -> Audited {
+    let verdict = match r.refusal {
+        Refusal::Escalated => "escalate",
+        _ if record.verdict == "allow" => "allow",
+        _ => "deny",
+    };
+    record.verdict = verdict.to_string();
+    record.error = Some(r.refusal.code().to_string());
+    record.reason = Some(r.reason.clone());
+    record.latency_micros = started.elapsed().as_micros() as u64;
+    let (role, decision_id) = (record.role.clone(), record.decision_id.clone());
+    let event = if record.token_jti.is_some() {
+        AuditEvent::Outcome(OutcomeRecord {
+            decision_id: record.decision_id.clone(),
+            upstream_status: None,
+            bytes: None,
+            error: Some(r.refusal.code().to_string()),
+            latency_micros: record.latency_micros,
+        })
+    } else {
+        AuditEvent::Decision(record)
+    };
+    let appended = tracing::info_span!("audit").in_scope(|| ctx.audit.append(event));
+    if let Err(e) = appended {
+        tracing::error!(decision = %decision_id, error = %e, "audit write failed");
+        ctx.metrics.decision(&role, verdict, Refusal::Unavailable.code());
+        return Audited {
+            verdict,
+            written: false,
+        };
+    }
+    ctx.metrics.decision(&role, verdict, r.refusal.code());
+    Audited {
+        verdict,
+        written: true,
+    }
+}
+
+pub(super) fn session_handle(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get("proxy-authorization")?.to_str().ok()?;
     let (scheme, handle) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| handle.trim())
 }
 
-async fn serve(
+/// A session that may act, with what `begin` read for its first decision.
+pub(super) struct Admitted {
+    pub(super) session: Session,
+    pub(super) begun: Begun,
+}
+
+/// What one `Store::begin` read for one decision: the rate window (this
+/// request counted), the workflow state snapshot and a presented approval.
+pub(super) struct Begun {
+    pub(super) rate: RateCheck,
+    pub(super) state: StateSnapshot,
+    pub(super) approval_id: Option<String>,
+    pub(super) approval: Option<crate::state::Approval>,
+}
+
+/// The approval id an agent presents in `X-Airlock-Approval`, if any.
+pub(super) fn presented_approval(headers: &HeaderMap) -> Result<Option<String>, Refused> {
+    match headers.get(APPROVAL_HEADER) {
+        None => Ok(None),
+        Some(value) => Ok(Some(
+            value
+                .to_str()
+                .map_err(|_| refused(Refusal::ApprovalInvalid, "the approval id is not text"))?
+                .trim()
+                .to_string(),
+        )),
+    }
+}
+
+/// The session, from the handle only; in the same store operation the
+/// request is counted against the rate window, the workflow state the
+/// policy will read is snapshotted and a presented approval fetched.
+pub(super) async fn admit(
     ctx: &Airlock,
-    request: Request<Incoming>,
+    headers: &HeaderMap,
+    approval_id: Option<String>,
     record: &mut DecisionRecord,
-    started: Instant,
-) -> Result<Response<Full<Bytes>>, Refused> {
-    let now = now_ms();
-    // 1. The session, from the handle only; in the same store operation the
-    // request is counted against the rate window, the workflow state the
-    // policy will read is snapshotted and a presented approval fetched.
-    let handle = session_handle(request.headers()).ok_or_else(|| {
+    now: u64,
+) -> Result<Admitted, Refused> {
+    let handle = session_handle(headers).ok_or_else(|| {
         refused(
             Refusal::Unauthenticated,
             "send your session handle as `Proxy-Authorization: Bearer <handle>`",
         )
     })?;
-    let approval_id = match request.headers().get(APPROVAL_HEADER) {
-        None => None,
-        Some(value) => {
-            let id = value
-                .to_str()
-                .map_err(|_| refused(Refusal::ApprovalInvalid, "the approval id is not text"))?
-                .trim()
-                .to_string();
-            record.approval_id = Some(id.clone());
-            Some(id)
+    record.approval_id = approval_id.clone();
+    let (session, begun) = begin(ctx, handle, approval_id, now).await?;
+    match session {
+        SessionLookup::Active(s) => {
+            fill_principal(record, &s);
+            Ok(Admitted { session: s, begun })
         }
-    };
-    let begun = ctx
+        SessionLookup::Expired(s) => {
+            fill_principal(record, &s);
+            Err(refused(
+                Refusal::SessionExpired,
+                "the session has expired; ask the orchestrator for a new one",
+            ))
+        }
+        SessionLookup::Revoked(s) => {
+            fill_principal(record, &s);
+            Err(refused(Refusal::SessionRevoked, "the session was revoked"))
+        }
+        SessionLookup::Unknown => Err(refused(Refusal::Unauthenticated, "unknown session handle")),
+    }
+}
+
+/// One `Store::begin` for one more decision of a session already admitted
+/// (each message of an MCP batch is a decision of its own).
+pub(super) async fn begin_again(
+    ctx: &Airlock,
+    headers: &HeaderMap,
+    approval_id: Option<String>,
+    now: u64,
+) -> Result<Begun, Refused> {
+    let handle = session_handle(headers)
+        .ok_or_else(|| refused(Refusal::Unauthenticated, "the session handle went missing"))?;
+    match begin(ctx, handle, approval_id, now).await? {
+        (SessionLookup::Active(_), begun) => Ok(begun),
+        _ => Err(refused(
+            Refusal::SessionRevoked,
+            "the session ended while its batch was decided",
+        )),
+    }
+}
+
+async fn begin(
+    ctx: &Airlock,
+    handle: &str,
+    approval_id: Option<String>,
+    now: u64,
+) -> Result<(SessionLookup, Begun), Refused> {
+    let started = ctx
         .store
         .begin(&Begin {
             handle,
@@ -191,49 +298,43 @@ async fn serve(
         .instrument(tracing::info_span!("session"))
         .await
         .map_err(store_unavailable)?;
-    let session = match begun.lookup {
-        SessionLookup::Active(s) => s,
-        SessionLookup::Expired(s) => {
-            fill_principal(record, &s);
+    let rate = match (&started.lookup, started.rate) {
+        (_, Some(rate)) => rate,
+        (SessionLookup::Active(_), None) => {
             return Err(refused(
-                Refusal::SessionExpired,
-                "the session has expired; ask the orchestrator for a new one",
+                Refusal::Unavailable,
+                "state store unavailable: no rate answer for an active session",
             ));
         }
-        SessionLookup::Revoked(s) => {
-            fill_principal(record, &s);
-            return Err(refused(Refusal::SessionRevoked, "the session was revoked"));
-        }
-        SessionLookup::Unknown => {
-            return Err(refused(Refusal::Unauthenticated, "unknown session handle"));
-        }
+        (_, None) => RateCheck {
+            allowed: false,
+            usage: Default::default(),
+            retry_after: None,
+        },
     };
-    let Some(rate) = begun.rate else {
-        return Err(refused(
-            Refusal::Unavailable,
-            "state store unavailable: no rate answer for an active session",
-        ));
-    };
-    fill_principal(record, &session);
+    Ok((
+        started.lookup,
+        Begun {
+            rate,
+            state: started.state,
+            approval_id,
+            approval: started.approval,
+        },
+    ))
+}
 
-    // 2. Route: /{service}/{rest}.
-    let full_path = request.uri().path().to_string();
-    let (service_name, rest) = split_service(&full_path);
-    record.service = service_name.to_string();
-    record.path = rest.to_string();
-    let service = ctx.services.get(service_name).ok_or_else(|| {
-        refused(
-            Refusal::UnknownService,
-            format!("no service named {service_name:?}"),
-        )
-    })?;
+/// The role of an admitted session, if it may use `service_name`.
+pub(super) fn role_for<'a>(
+    ctx: &'a Airlock,
+    session: &Session,
+    service_name: &str,
+) -> Result<&'a RoleConfig, Refused> {
     let role = ctx.config.roles.get(&session.role).ok_or_else(|| {
         refused(
             Refusal::Denied,
             format!("role {:?} is not configured", session.role),
         )
     })?;
-    // 3. Structural checks of the role, before any policy runs.
     if !role.services.iter().any(|s| s == service_name) {
         return Err(refused(
             Refusal::Denied,
@@ -244,42 +345,75 @@ async fn serve(
             ),
         ));
     }
-    let method = request.method().as_str().to_string();
-    let route = service.routes.find(&method, rest).ok_or_else(|| {
-        refused(
-            Refusal::UnknownRoute,
-            format!("{method} {rest} matches no route of service {service_name}"),
-        )
-    })?;
-    record.operation = Some(route.operation.clone());
-    let raw_query = request.uri().query().unwrap_or("").to_string();
-    let query =
-        parse_query(&raw_query).ok_or_else(|| refused(Refusal::BadRequest, "malformed query string"))?;
+    Ok(role)
+}
 
-    let limits = &role.limits;
-    let (parts, body) = request.into_parts();
+/// Read a request body within the role's limit.
+pub(super) async fn read_body(
+    parts: &hyper::http::request::Parts,
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, Refused> {
+    let too_large = || {
+        refused(
+            Refusal::BodyTooLarge,
+            format!("body over the role's {limit}-byte limit"),
+        )
+    };
     if let Some(len) = parts
         .headers
         .get("content-length")
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        && len > limits.max_body_bytes.0 as u64
+        && len > limit as u64
     {
-        return Err(refused(
-            Refusal::BodyTooLarge,
-            format!("body over the role's {}-byte limit", limits.max_body_bytes.0),
-        ));
+        return Err(too_large());
     }
-    let body = Limited::new(body, limits.max_body_bytes.0)
+    Ok(Limited::new(body, limit)
         .collect()
         .await
-        .map_err(|_| {
-            refused(
-                Refusal::BodyTooLarge,
-                format!("body over the role's {}-byte limit", limits.max_body_bytes.0),
-            )
-        })?
-        .to_bytes();
+        .map_err(|_| too_large())?
+        .to_bytes())
+}
 
+/// One action, as the transport (REST or MCP) parsed it, ready to decide.
+pub(super) struct Proposed<'a> {
+    pub(super) service_name: &'a str,
+    pub(super) operation: String,
+    pub(super) params: Vec<(String, String)>,
+    pub(super) method: String,
+    /// Below the service prefix.
+    pub(super) path: String,
+    pub(super) query: Vec<(String, String)>,
+    /// Already sanitised: no identity headers.
+    pub(super) headers: &'a HeaderMap,
+    pub(super) body: &'a [u8],
+    pub(super) mcp: Option<McpCall>,
+    /// What the token and an approval are bound to.
+    pub(super) binding: String,
+}
+
+/// An allowed, committed, minted and audited decision, ready to forward.
+pub(super) struct Allowed {
+    pub(super) token: MintedToken,
+    /// The response cap: the smaller of the grant's and the role's.
+    pub(super) cap: usize,
+}
+
+/// Steps 3 to 6, shared by every transport: budgets, the approval, the
+/// policy, the commit of state, budget and approval, the token, and the
+/// decision record, written before anything is forwarded.
+pub(super) async fn decide(
+    ctx: &Airlock,
+    session: &Session,
+    role: &RoleConfig,
+    begun: Begun,
+    action: Proposed<'_>,
+    record: &mut DecisionRecord,
+    started: Instant,
+    now: u64,
+) -> Result<Allowed, Refused> {
+    let limits = &role.limits;
+    let rate = begun.rate;
     if !rate.allowed {
         let retry = rate.retry_after.map(|d| d.as_secs().max(1)).unwrap_or(60);
         return Err(Refused {
@@ -292,21 +426,20 @@ async fn serve(
             extra: budget_fields("requests_per_minute", limits.requests_per_minute, Some(retry)),
         });
     }
+    let service_name = action.service_name;
+    let operation = action.operation.clone();
 
-    // 4. A human approval the agent presents must be for exactly this request.
-    // What the token is bound to; an approval is bound to it too.
-    let binding = request_binding(&method, rest, &query, &body);
-    let approval = match &approval_id {
+    // A human approval the agent presents must be for exactly this request.
+    let approval = match &begun.approval_id {
         None => None,
         Some(id) => {
-            let hash = request_hash(&session, service_name, &binding);
-            Some(approval_for(begun.approval.as_ref(), id, &session, &hash, now)?)
+            let hash = request_hash(session, service_name, &action.binding);
+            Some(approval_for(begun.approval.as_ref(), id, session, &hash, now)?)
         }
     };
 
-    // 5. The policy, on what the agent sent minus its identity headers.
-    let headers = sanitize_request(&parts.headers);
-    let policy_body_len = body.len().min(limits.policy_body_bytes.0);
+    // The policy, on what the agent sent minus its identity headers.
+    let policy_body_len = action.body.len().min(limits.policy_body_bytes.0);
     let policy_request = Arc::new(PolicyRequest {
         principal: Principal {
             agent: session.agent.clone(),
@@ -318,14 +451,15 @@ async fn serve(
         },
         action: Action {
             service: service_name.to_string(),
-            operation: Some(route.operation.clone()),
-            params: Pairs(route.params.clone()),
-            method: method.clone(),
-            path: rest.to_string(),
-            query: Pairs(query.clone()),
-            headers: Pairs(for_policy(&headers)),
-            body: body[..policy_body_len].to_vec(),
-            body_truncated: policy_body_len < body.len(),
+            operation: Some(operation.clone()),
+            params: Pairs(action.params),
+            method: action.method.clone(),
+            path: action.path.clone(),
+            query: Pairs(action.query),
+            headers: Pairs(for_policy(action.headers)),
+            body: action.body[..policy_body_len].to_vec(),
+            body_truncated: policy_body_len < action.body.len(),
+            mcp: action.mcp,
         },
         usage: rate.usage.clone(),
         approval,
@@ -339,7 +473,7 @@ async fn serve(
     let info = policy.module.info();
     record.policy_name = Some(info.name.clone());
     record.policy_digest = Some(info.digest.clone());
-    // 6. Decide and commit state, budget and approval together; a decision
+    // Decide and commit state, budget and approval together; a decision
     // whose reads went stale before it could commit is taken again.
     let mut attempt = 0;
     let mut state = begun.state;
@@ -368,11 +502,11 @@ async fn serve(
             Verdict::Escalate(reason) => {
                 return Err(escalate(
                     ctx,
-                    &session,
-                    &route.operation,
-                    &method,
-                    rest,
-                    request_hash(&session, service_name, &binding),
+                    session,
+                    &operation,
+                    &action.method,
+                    &action.path,
+                    request_hash(session, service_name, &action.binding),
                     reason,
                     record,
                     now,
@@ -402,17 +536,17 @@ async fn serve(
             issued_at,
             expires_at: issued_at.saturating_add(ttl.as_secs()),
             single_use: grant.single_use,
-            request_binding: binding.clone(),
+            request_binding: action.binding.clone(),
         };
         let outcome = ctx
             .store
             .commit_allow(&Commit {
                 workflow: &session.workflow,
                 session_id: &session.id,
-                operation: &route.operation,
+                operation: &operation,
                 reads: &evaluation.state_reads,
                 writes: &evaluation.state_writes,
-                max_grants: role.grants_per_session.get(&route.operation).copied(),
+                max_grants: role.grants_per_session.get(&operation).copied(),
                 approval: policy_request.approval.as_ref().map(|a| a.id.as_str()),
                 token: Some(&token_record),
                 now_ms: now,
@@ -433,13 +567,13 @@ async fn serve(
                 ));
             }
             CommitOutcome::BudgetExhausted { limit } => {
-                let name = format!("grants_per_session.{}", route.operation);
+                let name = format!("grants_per_session.{operation}");
                 let mut r = refused(
                     Refusal::BudgetExhausted,
                     format!(
-                        "budget {name}: role {} may be granted {} at most {limit} time(s) per session; \
+                        "budget {name}: role {} may be granted {operation} at most {limit} time(s) per session; \
                          it does not refill (a new session starts a new budget)",
-                        session.role, route.operation
+                        session.role
                     ),
                 );
                 r.extra = budget_fields(&name, limit, None);
@@ -455,7 +589,7 @@ async fn serve(
         .in_scope(|| {
             mint(
                 ctx,
-                &session,
+                session,
                 service_name,
                 &grant.scopes,
                 grant.single_use,
@@ -480,15 +614,126 @@ async fn serve(
             record.token_jti = None;
             refused(Refusal::Unavailable, "the audit log is unavailable")
         })?;
-
-    // 6. Forward, with the credential only the proxy holds.
     let cap = grant.max_response_bytes.map_or(limits.max_response_bytes.0, |g| {
         (g as usize).min(limits.max_response_bytes.0)
     });
+    Ok(Allowed { token, cap })
+}
+
+/// The secrets a response must not carry: the minted token and the
+/// service's proxy-held secret.
+pub(super) fn secrets_of<'a>(service: &'a Service, token: &'a MintedToken) -> Vec<&'a [u8]> {
+    let mut secrets: Vec<&[u8]> = vec![token.token.as_bytes()];
+    if let Some(secret) = &service.secret {
+        secrets.push(secret.0.as_bytes());
+    }
+    secrets
+}
+
+/// The outcome record of an allowed request, after its response.
+pub(super) fn audit_outcome(
+    ctx: &Airlock,
+    decision_id: &str,
+    status: Option<u16>,
+    bytes: u64,
+    error: Option<String>,
+    started: Instant,
+) -> Result<(), Refused> {
+    let _audit = tracing::info_span!("audit").entered();
+    ctx.audit
+        .append(AuditEvent::Outcome(OutcomeRecord {
+            decision_id: decision_id.to_string(),
+            upstream_status: status,
+            bytes: Some(bytes),
+            error,
+            latency_micros: started.elapsed().as_micros() as u64,
+        }))
+        .map(|_| ())
+        .map_err(|e| {
+            tracing::error!(decision = %decision_id, error = %e, "audit write failed");
+            refused(Refusal::Unavailable, "the audit log is unavailable")
+        })
+}
+
+async fn serve(
+    ctx: &Airlock,
+    request: Request<Incoming>,
+    record: &mut DecisionRecord,
+    started: Instant,
+) -> Result<Response<Full<Bytes>>, Refused> {
+    let now = now_ms();
+    // 1. The session.
+    let approval_id = presented_approval(request.headers())?;
+    let Admitted { session, begun } = admit(ctx, request.headers(), approval_id, record, now).await?;
+
+    // 2. Route: /{service}/{rest}.
+    let full_path = request.uri().path().to_string();
+    let (service_name, rest) = split_service(&full_path);
+    record.service = service_name.to_string();
+    record.path = rest.to_string();
+    let service = ctx.services.get(service_name).ok_or_else(|| {
+        refused(
+            Refusal::UnknownService,
+            format!("no service named {service_name:?}"),
+        )
+    })?;
+    // 3. Structural checks of the role, before any policy runs.
+    let role = role_for(ctx, &session, service_name)?;
+    let method = request.method().as_str().to_string();
+    let route = service.routes.find(&method, rest).ok_or_else(|| {
+        refused(
+            Refusal::UnknownRoute,
+            format!("{method} {rest} matches no route of service {service_name}"),
+        )
+    })?;
+    record.operation = Some(route.operation.clone());
+    let raw_query = request.uri().query().unwrap_or("").to_string();
+    let query =
+        parse_query(&raw_query).ok_or_else(|| refused(Refusal::BadRequest, "malformed query string"))?;
+    let (parts, body) = request.into_parts();
+    let body = read_body(&parts, body, role.limits.max_body_bytes.0).await?;
+
+    // 4-6. Budgets, approval, policy, commit, token, decision record.
+    let headers = sanitize_request(&parts.headers);
+    let binding = request_binding(&method, rest, &query, &body);
+    let allowed = decide(
+        ctx,
+        &session,
+        role,
+        begun,
+        Proposed {
+            service_name,
+            operation: route.operation.clone(),
+            params: route.params.clone(),
+            method: method.clone(),
+            path: rest.to_string(),
+            query,
+            headers: &headers,
+            body: &body,
+            mcp: None,
+            binding,
+        },
+        record,
+        started,
+        now,
+    )
+    .await?;
+    let token = allowed.token;
+
+    // 7. Forward, with the credential only the proxy holds.
     let upstream_started = Instant::now();
-    let forwarded = forward(service, &method, rest, &raw_query, headers, body, &token, cap)
-        .instrument(tracing::info_span!("upstream", service = service_name))
-        .await;
+    let forwarded = forward(
+        service,
+        &method,
+        rest,
+        &raw_query,
+        headers,
+        body,
+        &token,
+        allowed.cap,
+    )
+    .instrument(tracing::info_span!("upstream", service = service_name))
+    .await;
     ctx.metrics.upstream(
         service_name,
         forwarded.as_ref().ok().map(|(status, _, _)| status.as_u16()),
@@ -496,29 +741,20 @@ async fn serve(
     );
     let (status, upstream_headers, upstream_body) = forwarded?;
 
-    // 7. Scrub: no credential, cookie, token or secret reaches the agent.
-    let mut secrets: Vec<&[u8]> = vec![token.token.as_bytes()];
-    if let Some(secret) = &service.secret {
-        secrets.push(secret.0.as_bytes());
-    }
+    // 8. Scrub: no credential, cookie, token or secret reaches the agent.
+    let secrets = secrets_of(service, &token);
     let out_headers = scrub_response(&upstream_headers, &secrets);
     let out_body = redact(&upstream_body, &secrets);
 
-    // 8. The outcome, then the response.
-    let latency = started.elapsed().as_micros() as u64;
-    let _audit = tracing::info_span!("audit").entered();
-    ctx.audit
-        .append(AuditEvent::Outcome(OutcomeRecord {
-            decision_id: record.decision_id.clone(),
-            upstream_status: Some(status.as_u16()),
-            bytes: Some(out_body.len() as u64),
-            error: None,
-            latency_micros: latency,
-        }))
-        .map_err(|e| {
-            tracing::error!(decision = %record.decision_id, error = %e, "audit write failed");
-            refused(Refusal::Unavailable, "the audit log is unavailable")
-        })?;
+    // 9. The outcome, then the response.
+    audit_outcome(
+        ctx,
+        &record.decision_id,
+        Some(status.as_u16()),
+        out_body.len() as u64,
+        None,
+        started,
+    )?;
     let mut response = Response::new(Full::new(Bytes::from(out_body)));
     *response.status_mut() = status;
     *response.headers_mut() = out_headers;
@@ -552,7 +788,7 @@ pub(super) fn fill_principal(record: &mut DecisionRecord, s: &Session) {
 }
 
 /// `/code/repos/x` → (`code`, `/repos/x`).
-fn split_service(path: &str) -> (&str, &str) {
+pub(super) fn split_service(path: &str) -> (&str, &str) {
     let trimmed = path.strip_prefix('/').unwrap_or(path);
     match trimmed.find('/') {
         Some(i) => (&trimmed[..i], &trimmed[i..]),

@@ -29,6 +29,10 @@ pub enum Refusal {
     ResponseTooLarge,
     /// The audit log or state store failed: nothing was forwarded.
     Unavailable,
+    /// An HTTP method the endpoint does not serve (MCP: GET and DELETE).
+    MethodNotAllowed,
+    /// An `Mcp-Session-Id` that is not (or no longer) this session's.
+    McpSessionUnknown,
 }
 
 impl Refusal {
@@ -51,6 +55,8 @@ impl Refusal {
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::ResponseTooLarge => "response_too_large",
             Refusal::Unavailable => "unavailable",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::McpSessionUnknown => "mcp_session_unknown",
         }
     }
 
@@ -59,7 +65,10 @@ impl Refusal {
             Refusal::Unauthenticated | Refusal::SessionExpired | Refusal::SessionRevoked => {
                 StatusCode::UNAUTHORIZED
             }
-            Refusal::UnknownService | Refusal::UnknownRoute => StatusCode::NOT_FOUND,
+            Refusal::UnknownService | Refusal::UnknownRoute | Refusal::McpSessionUnknown => {
+                StatusCode::NOT_FOUND
+            }
+            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::Denied | Refusal::Escalated | Refusal::ApprovalInvalid | Refusal::BudgetExhausted => {
                 StatusCode::FORBIDDEN
             }

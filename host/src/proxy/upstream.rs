@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::route::RouteTable;
-use crate::config::{AuthConfig, AuthKind, Config, ServiceConfig};
+use crate::config::{AuthConfig, AuthKind, Config, ServiceConfig, ServiceKind};
 
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -30,6 +30,7 @@ impl fmt::Debug for Secret {
 /// One configured upstream service, ready to forward to.
 pub struct Service {
     pub name: String,
+    pub kind: ServiceKind,
     /// Scheme and authority plus any base path, without a trailing `/`.
     pub upstream: String,
     pub routes: RouteTable,
@@ -110,6 +111,7 @@ pub fn services(config: &Config) -> Result<HashMap<String, Service>, ServiceErro
                 name.clone(),
                 Service {
                     name: name.clone(),
+                    kind: c.kind,
                     upstream: c.upstream.trim_end_matches('/').to_string(),
                     routes: RouteTable::new(&c.routes),
                     auth: c.auth.clone(),

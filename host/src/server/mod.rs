@@ -40,6 +40,8 @@ pub struct Airlock {
     pub metrics: Arc<Metrics>,
     /// When set, `/metrics` needs it as a bearer token.
     pub metrics_token: Option<Secret>,
+    /// The MCP sessions agents opened through this process.
+    pub mcp: crate::proxy::McpSessions,
     _watcher: Option<std::sync::Mutex<Watcher>>,
 }
 
@@ -177,6 +179,7 @@ impl Airlock {
         Ok(Arc::new(Airlock {
             metrics,
             metrics_token,
+            mcp: crate::proxy::McpSessions::default(),
             registry,
             store,
             rate_limits: config.rate_limits(),
@@ -291,7 +294,12 @@ pub async fn bind(airlock: Arc<Airlock>) -> anyhow::Result<(Bound, impl std::fut
         let proxy_loop = accept_loop(proxy, airlock, |ctx, req| {
             Box::pin(crate::proxy::handle(ctx, req))
         });
-        let admin_loop = accept_loop(admin, a, |ctx, req| Box::pin(crate::admin::handle(ctx, req)));
+        let admin_loop = accept_loop(admin, a, |ctx, req| {
+            Box::pin(async move {
+                use http_body_util::BodyExt as _;
+                crate::admin::handle(ctx, req).await.map(|b| b.boxed())
+            })
+        });
         tokio::join!(proxy_loop, admin_loop);
     };
     Ok((bound, serve))
@@ -301,7 +309,7 @@ type Handler = fn(
     Arc<Airlock>,
     hyper::Request<hyper::body::Incoming>,
 ) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>> + Send>,
+    Box<dyn std::future::Future<Output = hyper::Response<crate::proxy::ProxyBody>> + Send>,
 >;
 
 async fn accept_loop(listener: TcpListener, airlock: Arc<Airlock>, handler: Handler) {
