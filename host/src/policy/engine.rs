@@ -528,12 +528,15 @@ impl PolicyModule {
         _state: Arc<dyn WorkflowState>,
         _limits: &Limits,
     ) -> Visibility {
-        // TODO(issue 11): call the 0.2.0 `visible` export.
+        // Contract 0.1.0 has no `visible` export, so nothing can be shown:
+        // a listing through an MCP service is empty (fail closed) until the
+        // policy can answer (contract 0.2.0, issue 11).
         Visibility {
             visible: vec![false; names.len()],
             failure: Some(Failure {
                 class: FailureClass::Host,
-                detail: "visible is not wired yet".into(),
+                detail: "contract 0.1.0 policies have no `visible` export: every listed item is hidden"
+                    .into(),
             }),
             fuel_used: 0,
             elapsed: Duration::ZERO,
@@ -697,12 +700,6 @@ fn to_wit(r: &PolicyRequest) -> wit::Request {
             headers: a.headers.0.clone(),
             body: a.body.clone(),
             body_truncated: a.body_truncated,
-            mcp: a.mcp.as_ref().map(|m| wit::McpCall {
-                method: m.method.clone(),
-                name: m.name.clone(),
-                arguments: m.arguments.clone(),
-                id: m.id.clone(),
-            }),
         },
         usage: wit::Usage {
             requests_total: u.requests_total,

@@ -402,6 +402,7 @@ pub(super) struct Allowed {
 /// Steps 3 to 6, shared by every transport: budgets, the approval, the
 /// policy, the commit of state, budget and approval, the token, and the
 /// decision record, written before anything is forwarded.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn decide(
     ctx: &Airlock,
     session: &Session,

@@ -6,6 +6,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::policy::{Listing, McpCall};
 use crate::proxy::Refusal;
+use crate::proxy::pipeline::Refused;
 
 /// The longest method or name Airlock decides on; MCP names are far shorter.
 const MAX_NAME_BYTES: usize = 1024;
@@ -221,16 +222,9 @@ pub fn code_for(refusal: Refusal) -> i64 {
 /// An error response: the message carries the reason and the decision id
 /// (what an agent's model reads); `data` the same as fields, plus whatever
 /// the agent needs to act (approval id, budget, retry delay).
-pub fn error_response(
-    id: &Value,
-    code: i64,
-    refusal: Refusal,
-    what: &str,
-    reason: &str,
-    decision_id: &str,
-    extra: Option<&Map<String, Value>>,
-    retry_after_s: Option<u64>,
-) -> Value {
+pub fn error_response(id: &Value, code: i64, what: &str, r: &Refused, decision_id: &str) -> Value {
+    let (refusal, reason, extra, retry_after_s) =
+        (r.refusal, r.reason.as_str(), r.extra.as_ref(), r.retry_after_s);
     let verb = match refusal {
         Refusal::Escalated => "is holding",
         Refusal::Denied => "denied",
@@ -381,15 +375,13 @@ mod tests {
 
     #[test]
     fn an_error_response_carries_reason_and_decision() {
+        let r = crate::proxy::pipeline::refused(Refusal::Denied, "no merging");
         let e = error_response(
             &json!(4),
             code_for(Refusal::Denied),
-            Refusal::Denied,
             "tools/call:merge",
-            "no merging",
+            &r,
             "dec_1",
-            None,
-            None,
         );
         assert_eq!(e["id"], json!(4));
         assert_eq!(e["error"]["code"], json!(-32001));

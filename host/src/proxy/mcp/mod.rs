@@ -134,16 +134,7 @@ pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<P
         } else {
             jsonrpc::code_for(kind)
         };
-        let body = jsonrpc::error_response(
-            &Value::Null,
-            code,
-            kind,
-            "this request",
-            &r.reason,
-            &decision_id,
-            r.extra.as_ref(),
-            r.retry_after_s,
-        );
+        let body = jsonrpc::error_response(&Value::Null, code, "this request", &r, &decision_id);
         return json_response(kind.status(), &body, Some(&decision_id));
     }
     let mut response =
@@ -274,7 +265,7 @@ async fn serve(
 
 /// What deciding one message came to.
 enum Decided {
-    Allowed(DecisionRecord, Allowed),
+    Allowed(Box<DecisionRecord>, Allowed),
     /// Refused and audited; the JSON-RPC error to answer a request with.
     Refused(Option<Value>),
 }
@@ -309,18 +300,9 @@ impl Exchange<'_> {
         } else {
             refused(Refusal::Unavailable, "the audit log is unavailable")
         };
-        Decided::Refused(id.map(|id| {
-            jsonrpc::error_response(
-                id,
-                jsonrpc::code_for(r.refusal),
-                r.refusal,
-                what,
-                &r.reason,
-                &decision_id,
-                r.extra.as_ref(),
-                r.retry_after_s,
-            )
-        }))
+        Decided::Refused(
+            id.map(|id| jsonrpc::error_response(id, jsonrpc::code_for(r.refusal), what, &r, &decision_id)),
+        )
     }
 
     /// Decide one message, with `begun` read for it.
@@ -368,7 +350,7 @@ impl Exchange<'_> {
         .instrument(tracing::info_span!("decide", operation = %operation))
         .await;
         match decided {
-            Ok(allowed) => Decided::Allowed(record, allowed),
+            Ok(allowed) => Decided::Allowed(Box::new(record), allowed),
             Err(r) => self.refuse(record, call.id.as_ref(), &operation, r),
         }
     }
@@ -414,7 +396,7 @@ impl Exchange<'_> {
         };
         let snapshot = call.listing().map(|_| begun.state.clone());
         let (record, allowed) = match self.decide(&call, begun, now).await {
-            Decided::Allowed(record, allowed) => (record, allowed),
+            Decided::Allowed(record, allowed) => (*record, allowed),
             refused_call => return refusal_answer(refused_call, StatusCode::OK),
         };
         let decision_id = record.decision_id.clone();
@@ -576,7 +558,7 @@ impl Exchange<'_> {
             };
             let snapshot = call.listing().map(|_| begun.state.clone());
             let (record, allowed) = match self.decide(&call, begun, now).await {
-                Decided::Allowed(record, allowed) => (record, allowed),
+                Decided::Allowed(record, allowed) => (*record, allowed),
                 Decided::Refused(answer) => {
                     answers.extend(answer);
                     continue;
@@ -626,19 +608,23 @@ impl Exchange<'_> {
                     }
                     answers.push(message);
                 }
-                None => answers.push(jsonrpc::error_response(
-                    call.id.as_ref().unwrap_or(&Value::Null),
-                    jsonrpc::code_for(Refusal::UpstreamUnavailable),
-                    Refusal::UpstreamUnavailable,
-                    &call.operation(),
-                    &format!(
-                        "service {} answered {status} with no JSON-RPC response",
-                        self.service.name
-                    ),
-                    &decision_id,
-                    None,
-                    None,
-                )),
+                None => {
+                    let r = refused(
+                        Refusal::UpstreamUnavailable,
+                        format!(
+                            "service {} answered {status} with no JSON-RPC response",
+                            self.service.name
+                        ),
+                    );
+                    let id = call.id.as_ref().unwrap_or(&Value::Null);
+                    answers.push(jsonrpc::error_response(
+                        id,
+                        jsonrpc::code_for(r.refusal),
+                        &call.operation(),
+                        &r,
+                        &decision_id,
+                    ));
+                }
             }
         }
         if answers.is_empty() {
@@ -846,16 +832,9 @@ impl Exchange<'_> {
             }
             let code = error.as_ref().map(|(r, _)| r.code().to_string());
             if let Some((refusal, reason)) = &error {
-                let answer = jsonrpc::error_response(
-                    &id,
-                    jsonrpc::code_for(*refusal),
-                    *refusal,
-                    &operation,
-                    reason,
-                    &decision,
-                    None,
-                    None,
-                );
+                let r = refused(*refusal, reason.clone());
+                let answer =
+                    jsonrpc::error_response(&id, jsonrpc::code_for(*refusal), &operation, &r, &decision);
                 let _ = tx.send(sse::event(&answer.to_string())).await;
             }
             let _ = audit_outcome(&ctx, &decision, Some(200), sent as u64, code, started);

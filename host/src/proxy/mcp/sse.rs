@@ -57,7 +57,7 @@ pub fn event_data(event: &[u8]) -> Option<String> {
     let mut data: Option<String> = None;
     for line in text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)) {
         let value = match line.strip_prefix("data") {
-            Some(v) if v.is_empty() => "",
+            Some("") => "",
             Some(v) if v.starts_with(':') => v[1..].strip_prefix(' ').unwrap_or(&v[1..]),
             _ => continue,
         };
