@@ -8,11 +8,13 @@ use std::path::Path;
 use serde_json::Value;
 use support::{airlock, example_policy, root};
 
-const EXAMPLES: [&str; 9] = [
+const EXAMPLES: [&str; 10] = [
     "crash-tracker",
     "analytics-agent",
     "code-reviewer",
     "pr-creator",
+    // An MCP service's role.
+    "github-mcp",
     // The bug-fix workflow's roles.
     "business-agent",
     "developer",
@@ -160,9 +162,13 @@ fn check_lists_imports_and_exports_or_says_why_not() {
     let out = airlock(&["policy", "check", component.to_str().expect("utf-8")]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(text.contains("ok: pr-creator"), "{text}");
     assert!(
-        text.contains("imports:") && text.contains("airlock:policy/types@0.1.0"),
+        text.contains("ok: pr-creator")
+            && text.contains("implements the policy world of airlock:policy@0.2.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("imports:") && text.contains("airlock:policy/types@0.2.0"),
         "{text}"
     );
     assert!(

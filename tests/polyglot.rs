@@ -21,7 +21,7 @@ use support::{airlock, build_policy, example_policy, get, root};
 const LANGUAGES: [&str; 2] = ["python", "js"];
 
 /// The policies written in all three languages.
-const TWINS: [&str; 2] = ["crash-tracker", "pr-creator"];
+const TWINS: [&str; 3] = ["crash-tracker", "pr-creator", "github-mcp"];
 
 fn twin(name: &str, language: &str) -> PathBuf {
     build_policy(&root().join("policies").join(name).join(language))

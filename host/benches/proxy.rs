@@ -18,6 +18,12 @@
 //!    Each allowed request costs the store two round trips (`begin`,
 //!    `commit_allow`).
 //!
+//! 4. `mcp direct` / `airlock mcp`: an MCP `tools/call` (JSON-RPC over
+//!    Streamable HTTP, JSON answers) to a tiny MCP server written here, once
+//!    directly and once through Airlock's MCP service with the real
+//!    `github-mcp` policy deciding the tool and its arguments, a token
+//!    minted for the call, the answer scrubbed and the call audited.
+//!
 //! Latency is taken per request at the client (send to last body byte). All
 //! servers and the client share one multi-threaded tokio runtime (one worker
 //! per core), so every scenario runs under the same CPU contention. A second,
@@ -32,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HOST, HeaderMap, HeaderValue, PROXY_AUTHORIZATION};
 use hyper::server::conn::http1;
@@ -149,6 +155,65 @@ async fn start_upstream(tokens_seen: Arc<AtomicU64>) -> SocketAddr {
     addr
 }
 
+/// The MCP `tools/call` every MCP scenario sends (allowed by github-mcp).
+const MCP_CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_file_contents","arguments":{"owner":"acme","repo":"shop","path":"src/lib.rs"}}}"#;
+/// The MCP server's answer to it, in the form serde_json writes (sorted
+/// keys), so the direct and the Airlock answers are byte for byte equal.
+const MCP_ANSWER: &str = r#"{"id":1,"jsonrpc":"2.0","result":{"content":[{"text":"contents of acme/shop/src/lib.rs","type":"text"}],"isError":false}}"#;
+
+/// A tiny MCP server (Streamable HTTP, JSON answers): `initialize` gets a
+/// result and a session id, anything else [`MCP_ANSWER`] with its id.
+async fn start_mcp_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind MCP upstream");
+    let addr = listener.local_addr().expect("MCP upstream address");
+    tokio::spawn(serve(listener, |req: Request<Incoming>| async move {
+        let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
+            return status_only(StatusCode::BAD_REQUEST);
+        };
+        let message: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let mut response = if message["method"] == "initialize" {
+            let answer = serde_json::json!({"jsonrpc": "2.0", "id": message["id"], "result": {
+                "protocolVersion": message["params"]["protocolVersion"], "capabilities": {"tools": {}},
+                "serverInfo": {"name": "bench", "version": "1"}}});
+            let mut r = Response::new(Full::new(Bytes::from(answer.to_string())));
+            r.headers_mut()
+                .insert("mcp-session-id", HeaderValue::from_static("upstream-session-1"));
+            r
+        } else if message.get("id").is_none() {
+            return status_only(StatusCode::ACCEPTED);
+        } else {
+            Response::new(Full::new(Bytes::from_static(MCP_ANSWER.as_bytes())))
+        };
+        response
+            .headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
+        response
+    }));
+    addr
+}
+
+/// Open an MCP session through Airlock as the agent holding `handle`.
+async fn mcp_initialize(proxy: SocketAddr, handle: &str) -> HeaderValue {
+    let mut sender = connect(proxy).await.expect("connect to airlock");
+    let initialize = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
+    let request = Request::post("/github-mcp/mcp")
+        .header(HOST, proxy.to_string())
+        .header(PROXY_AUTHORIZATION, format!("Bearer {handle}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(Full::new(Bytes::from_static(initialize.as_bytes())))
+        .expect("initialize request");
+    let response = sender.send_request(request).await.expect("initialize");
+    let session = response.headers().get("mcp-session-id").cloned();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("initialize body")
+        .to_bytes();
+    session.unwrap_or_else(|| panic!("no MCP session from airlock: {}", String::from_utf8_lossy(&body)))
+}
+
 type ForwardClient = Client<HttpConnector, Full<Bytes>>;
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -221,10 +286,47 @@ fn toml_string(s: &Path) -> String {
 /// Airlock from a real config: one service in front of the tiny upstream,
 /// the crash-tracker role unlimited in rate, the policy built from source.
 async fn start_airlock(upstream: SocketAddr, component: &Path, state: &str) -> AirlockUnderTest {
+    let services = format!(
+        r#"
+[services.crash-reporting]
+upstream = "http://{upstream}"
+routes = [
+  {{ op = "crashes.read", method = "GET", path = "/crashes/{{id}}" }},
+]
+
+[roles.crash-tracker]
+policy = "crash-tracker.wasm"
+services = ["crash-reporting"]
+limits = {{ requests_per_minute = 0 }}
+"#
+    );
+    start_airlock_with(component, "crash-tracker", &services, state).await
+}
+
+/// Airlock in front of the tiny MCP server, the github-mcp role deciding.
+async fn start_airlock_mcp(upstream: SocketAddr, component: &Path) -> AirlockUnderTest {
+    let services = format!(
+        r#"
+[services.github-mcp]
+kind = "mcp"
+upstream = "http://{upstream}/mcp"
+
+[roles.github-mcp]
+policy = "github-mcp.wasm"
+services = ["github-mcp"]
+limits = {{ requests_per_minute = 0 }}
+"#
+    );
+    start_airlock_with(component, "github-mcp", &services, "backend = \"memory\"").await
+}
+
+/// Airlock serving `role` (policy `<role>.wasm` = `component`) with the
+/// `[services]` and `[roles]` tables of `services`.
+async fn start_airlock_with(component: &Path, role: &str, services: &str, state: &str) -> AirlockUnderTest {
     let dir = tempfile::tempdir().expect("temp dir");
     let policies = dir.path().join("policies");
     std::fs::create_dir_all(&policies).expect("policies dir");
-    std::fs::copy(component, policies.join("crash-tracker.wasm")).expect("copy the component");
+    std::fs::copy(component, policies.join(format!("{role}.wasm"))).expect("copy the component");
     let token_file = dir.path().join("admin.token");
     std::fs::write(&token_file, "bench-admin-token-0123456789abcdef").expect("admin token");
     let text = format!(
@@ -239,16 +341,7 @@ dir = {data}
 dir = {policies}
 watch = false
 
-[services.crash-reporting]
-upstream = "http://{upstream}"
-routes = [
-  {{ op = "crashes.read", method = "GET", path = "/crashes/{{id}}" }},
-]
-
-[roles.crash-tracker]
-policy = "crash-tracker.wasm"
-services = ["crash-reporting"]
-limits = {{ requests_per_minute = 0 }}
+{services}
 
 [state]
 {state}
@@ -277,7 +370,7 @@ limits = {{ requests_per_minute = 0 }}
         .create_session(
             NewSession {
                 agent: "bench-agent".into(),
-                role: "crash-tracker".into(),
+                role: role.into(),
                 workflow: "wf-bench".into(),
                 on_behalf_of: None,
                 intent: Some("load benchmark".into()),
@@ -305,6 +398,26 @@ struct Target {
     path: &'static str,
     /// `Proxy-Authorization` (sent to every scenario; the others drop it).
     auth: HeaderValue,
+    /// A JSON body to POST (MCP); `None` sends a GET.
+    body: Option<Bytes>,
+    /// `Mcp-Session-Id` to send.
+    mcp_session: Option<HeaderValue>,
+    /// The body every answer must carry.
+    expect: Bytes,
+}
+
+impl Target {
+    fn get(name: &'static str, addr: SocketAddr, path: &'static str, auth: &HeaderValue) -> Target {
+        Target {
+            name,
+            addr,
+            path,
+            auth: auth.clone(),
+            body: None,
+            mcp_session: None,
+            expect: Bytes::from_static(UPSTREAM_BODY.as_bytes()),
+        }
+    }
 }
 
 /// When to start counting and when to stop sending.
@@ -331,18 +444,29 @@ struct ConnectionResult {
 }
 
 async fn exchange(
-    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     target: &Target,
 ) -> Result<(StatusCode, Bytes), String> {
     sender
         .ready()
         .await
         .map_err(|e| format!("connection not ready: {e}"))?;
-    let request = Request::get(target.path)
+    let mut builder = Request::builder()
+        .uri(target.path)
         .header(HOST, target.addr.to_string())
-        .header(PROXY_AUTHORIZATION, target.auth.clone())
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
+        .header(PROXY_AUTHORIZATION, target.auth.clone());
+    if let Some(session) = &target.mcp_session {
+        builder = builder.header("mcp-session-id", session.clone());
+    }
+    let request = match &target.body {
+        Some(body) => builder
+            .method("POST")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(Full::new(body.clone())),
+        None => builder.method("GET").body(Full::new(Bytes::new())),
+    }
+    .map_err(|e| e.to_string())?;
     let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
     let status = response.status();
     let body = response
@@ -356,7 +480,7 @@ async fn exchange(
 
 async fn connect(
     addr: SocketAddr,
-) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -394,7 +518,7 @@ async fn drive(target: Target, clock: Clock) -> ConnectionResult {
         let done = Instant::now();
         let measured = started >= clock.measure_from;
         let problem = match outcome {
-            Ok(Ok((StatusCode::OK, body))) if body == UPSTREAM_BODY.as_bytes() => None,
+            Ok(Ok((StatusCode::OK, body))) if body == target.expect => None,
             Ok(Ok((status, body))) => Some(format!("{status}: {}", String::from_utf8_lossy(&body))),
             Ok(Err(e)) => {
                 result.errors += u64::from(measured);
@@ -457,9 +581,10 @@ async fn check_once(target: &Target) {
     );
     assert_eq!(
         body,
-        UPSTREAM_BODY.as_bytes(),
-        "{}: the first response must carry the upstream's body",
-        target.name
+        target.expect,
+        "{}: the first response must carry the upstream's body, got: {}",
+        target.name,
+        String::from_utf8_lossy(&body)
     );
 }
 
@@ -651,6 +776,8 @@ fn main() {
     let target_dir = root().join("target/wasm-policies");
     let component = airlock::build::build_policy(&root().join("policies/crash-tracker"), Some(&target_dir))
         .unwrap_or_else(|e| panic!("building crash-tracker: {e}"));
+    let github_mcp = airlock::build::build_policy(&root().join("policies/github-mcp"), Some(&target_dir))
+        .unwrap_or_else(|e| panic!("building github-mcp: {e}"));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -675,40 +802,50 @@ fn main() {
             }
         };
         let auth = HeaderValue::from_str(&format!("Bearer {}", under_test.handle)).expect("handle header");
+        let bearer =
+            |handle: &str| HeaderValue::from_str(&format!("Bearer {handle}")).expect("handle header");
         let mut targets = vec![
-            Target {
-                name: "direct",
-                addr: upstream,
-                path: "/crashes/42",
-                auth: auth.clone(),
-            },
-            Target {
-                name: "bare forwarder",
-                addr: forwarder,
-                path: "/crashes/42",
-                auth: auth.clone(),
-            },
-            Target {
-                name: "airlock",
-                addr: under_test.proxy,
-                path: "/crash-reporting/crashes/42",
-                auth,
-            },
-            Target {
-                name: "airlock sqlite",
-                addr: sqlite.proxy,
-                path: "/crash-reporting/crashes/42",
-                auth: HeaderValue::from_str(&format!("Bearer {}", sqlite.handle)).expect("handle header"),
-            },
+            Target::get("direct", upstream, "/crashes/42", &auth),
+            Target::get("bare forwarder", forwarder, "/crashes/42", &auth),
+            Target::get("airlock", under_test.proxy, "/crash-reporting/crashes/42", &auth),
+            Target::get(
+                "airlock sqlite",
+                sqlite.proxy,
+                "/crash-reporting/crashes/42",
+                &bearer(&sqlite.handle),
+            ),
         ];
         if let Some(redis) = &redis {
-            targets.push(Target {
-                name: "airlock redis",
-                addr: redis.proxy,
-                path: "/crash-reporting/crashes/42",
-                auth: HeaderValue::from_str(&format!("Bearer {}", redis.handle)).expect("handle header"),
-            });
+            targets.push(Target::get(
+                "airlock redis",
+                redis.proxy,
+                "/crash-reporting/crashes/42",
+                &bearer(&redis.handle),
+            ));
         }
+        let mcp_upstream = start_mcp_upstream().await;
+        let mcp = start_airlock_mcp(mcp_upstream, &github_mcp).await;
+        let mcp_session = mcp_initialize(mcp.proxy, &mcp.handle).await;
+        let mcp_targets = [
+            Target {
+                name: "mcp direct",
+                addr: mcp_upstream,
+                path: "/mcp",
+                auth: auth.clone(),
+                body: Some(Bytes::from_static(MCP_CALL.as_bytes())),
+                mcp_session: Some(HeaderValue::from_static("upstream-session-1")),
+                expect: Bytes::from_static(MCP_ANSWER.as_bytes()),
+            },
+            Target {
+                name: "airlock mcp",
+                addr: mcp.proxy,
+                path: "/github-mcp/mcp",
+                auth: bearer(&mcp.handle),
+                body: Some(Bytes::from_static(MCP_CALL.as_bytes())),
+                mcp_session: Some(mcp_session),
+                expect: Bytes::from_static(MCP_ANSWER.as_bytes()),
+            },
+        ];
 
         println!(
             "proxy load: one tokio runtime with {workers} workers for client and servers; \
@@ -727,10 +864,17 @@ fn main() {
                 );
             }
         }
+        let mut mcp_loaded = Vec::new();
+        for target in &mcp_targets {
+            mcp_loaded.push(run(target, CONNECTIONS, WARM_UP, MEASURE).await);
+        }
         println!("single connection: {QUIET_WARM_UP:?} warm-up + {QUIET_MEASURE:?} measured per scenario");
         let mut quiet = Vec::new();
         for target in &targets {
             quiet.push(run(target, 1, QUIET_WARM_UP, QUIET_MEASURE).await);
+        }
+        for target in &mcp_targets {
+            mcp_loaded.push(run(target, 1, QUIET_WARM_UP, QUIET_MEASURE).await);
         }
 
         let audit = under_test.airlock.config.audit_log_path();
@@ -738,6 +882,7 @@ fn main() {
         let n = targets.len();
         loaded.extend(quiet);
         table(&loaded);
+        table(&mcp_loaded);
         println!();
         compare(&loaded[0], &loaded[1], &loaded[2], true);
         compare(&loaded[n], &loaded[n + 1], &loaded[n + 2], false);
@@ -756,6 +901,18 @@ fn main() {
                 micros(m.p99)
             );
         }
+        println!("  MCP tools/call, airlock against calling the MCP server directly (same run):");
+        for pair in mcp_loaded.chunks(2) {
+            let (direct, through) = (&pair[0], &pair[1]);
+            println!(
+                "    {:>3} conn: throughput {:>6.1} % of direct, added p50 {:>8.1} µs, added p99 {:>8.1} µs",
+                through.connections,
+                through.per_second / direct.per_second.max(1e-9) * 100.0,
+                micros(through.p50) - micros(direct.p50),
+                micros(through.p99) - micros(direct.p99)
+            );
+        }
+        loaded.extend(mcp_loaded);
         println!(
             "  audit log: {:.1} MiB written ({})",
             audit_bytes as f64 / (1 << 20) as f64,
@@ -767,6 +924,7 @@ fn main() {
         }
         drop(under_test.dir);
         drop(sqlite.dir);
+        drop(mcp.dir);
         drop(redis);
         drop(redis_server);
     });

@@ -15,12 +15,19 @@
 // character; the same pays off in policies.
 //
 // Values use the shapes ComponentizeJS gives WIT types: records with
-// camelCase fields, variants as `{ tag, val }`, `option<T>` as a value or
+// camelCase fields, variants as `{ tag, val }`, enums as their WIT names
+// (`'tools'`, `'resource-templates'`), `option<T>` as a value or
 // `undefined`, `u64`/`s64` as BigInt, `list<u8>` as a Uint8Array and
 // `list<tuple<string, string>>` as an array of `[name, value]` pairs.
+//
+// A policy module exports the world's functions: `evaluate`, `describe`
+// and `visible` (contract 0.2.0). One that shows no MCP listing re-exports
+// the default, which hides everything:
+//
+//   export { hideAll as visible } from 'airlock-policy';
 
-import * as hostState from 'airlock:policy/state@0.1.0';
-import { log as hostLog } from 'airlock:policy/log@0.1.0';
+import * as hostState from 'airlock:policy/state@0.2.0';
+import { log as hostLog } from 'airlock:policy/log@0.2.0';
 
 // ---------------------------------------------------------------------------
 // Verdicts
@@ -51,6 +58,30 @@ export function deny(reason) {
 /** Refuse for now and ask a human; the reason is shown to the approver. */
 export function escalate(reason) {
   return { tag: 'escalate', val: String(reason) };
+}
+
+// ---------------------------------------------------------------------------
+// MCP listings (the world's `visible` export)
+
+/**
+ * The default `visible`: hides every item of every MCP listing. A policy
+ * that shows none re-exports it, `export { hideAll as visible } from
+ * 'airlock-policy';`, since the world requires the export.
+ */
+export function hideAll(principal, service, kind, names) {
+  return names.map(() => false);
+}
+
+/** One boolean per name: whether it is in `allowed` (an array or a Set), compared exactly. */
+export function showOnly(names, allowed) {
+  let set = allowed;
+  if (!(allowed instanceof Set)) {
+    // An indexed loop: `new Set(array)` walks the iterator protocol, which
+    // costs far more fuel in the interpreter.
+    set = new Set();
+    for (let i = 0; i < allowed.length; i++) set.add(allowed[i]);
+  }
+  return names.map((name) => set.has(name));
 }
 
 /**
@@ -237,6 +268,10 @@ function parseStrict(bytes) {
   } catch {
     throw new PolicyError('invalid unicode code point');
   }
+  return parseStrictText(text);
+}
+
+function parseStrictText(text) {
   let value;
   try {
     value = JSON.parse(text);
@@ -1005,6 +1040,153 @@ class DiffParser {
 }
 
 // ---------------------------------------------------------------------------
+// MCP calls (`action.mcp`, contract 0.2.0)
+//
+// For a service of kind `mcp` every JSON-RPC message an agent sends is one
+// action: its operation is `method` or `method:name`
+// (`tools/call:create_pull_request`), and `action.mcp` is the call as the
+// host parsed it.
+//
+//   const call = mcp(action);
+//   if (call?.isToolCall('read_file')) {
+//     const path = call.argPath('path'); // throws McpError
+//     if (!hasPrefix(path, 'src')) return deny(`read_file: ${path} is outside src/`);
+//   }
+//
+// A port of the Rust SDK's `McpCall` (sdk/src/mcp.rs), messages included:
+// an error names what the call names (the tool, prompt or resource), else
+// its method. `arguments` is the Rust SDK's `args()` (also here under that
+// name); `argPath` has no Rust twin.
+
+/**
+ * Why an MCP call's arguments cannot be read as asked. The message says why
+ * and starts with what the call names, the tool, prompt or resource, else
+ * the method ("list_issues: argument `owner` must be a string"), so it can
+ * be the deny reason as it is.
+ */
+export class McpError extends PolicyError {
+  constructor(message) {
+    super(message);
+    this.name = 'McpError';
+  }
+}
+
+/** The MCP call this action is, or `undefined` for a REST call. */
+export function mcp(action) {
+  return action.mcp === undefined || action.mcp === null ? undefined : new Mcp(action.mcp);
+}
+
+/** One JSON-RPC message an agent sent to an MCP service. */
+export class Mcp {
+  #arguments;
+
+  constructor(call) {
+    /** The JSON-RPC method: `tools/call`, `resources/read`, `initialize`... */
+    this.method = call.method;
+    /** What the call names (tool or prompt name, resource URI), or `undefined`. */
+    this.name = call.name ?? undefined;
+    /** The JSON-RPC id as JSON text (`7`, `"a-1"`); `undefined` for a notification. */
+    this.id = call.id ?? undefined;
+    /** The arguments as the host sent them: JSON text of an object. */
+    this.argumentsText = call.arguments;
+  }
+
+  /** The tool's name when this is a `tools/call`, else `undefined`. */
+  get tool() {
+    return this.method === 'tools/call' ? this.name : undefined;
+  }
+
+  /** Whether this is a `tools/call` of the tool `name`. */
+  isToolCall(name) {
+    return this.method === 'tools/call' && this.name === name;
+  }
+
+  /**
+   * The arguments, parsed as strictly as `json` parses a body (a duplicate
+   * key is an error, not a guess). Throws McpError ("NAME: arguments are
+   * not a JSON object") when they are not valid JSON or not an object; the
+   * parser's reason is its `cause`.
+   */
+  get arguments() {
+    if (this.#arguments === undefined) {
+      let value;
+      try {
+        value = parseStrictText(this.argumentsText);
+      } catch (e) {
+        if (!(e instanceof PolicyError)) throw e;
+        throw Object.assign(new McpError(`${this.#subject()}: arguments are not a JSON object`), { cause: e });
+      }
+      if (!isObject(value)) throw new McpError(`${this.#subject()}: arguments are not a JSON object`);
+      this.#arguments = value;
+    }
+    return this.#arguments;
+  }
+
+  /** `arguments`, under the Rust SDK's name. */
+  args() {
+    return this.arguments;
+  }
+
+  /**
+   * The argument `key` as parsed JSON (`null` for JSON null), `undefined`
+   * when absent; own keys only, like `member`. Throws McpError when the
+   * arguments are not a JSON object.
+   */
+  arg(key) {
+    return member(this.arguments, key);
+  }
+
+  /**
+   * The argument `key`, which must be a string. Throws McpError ("NAME:
+   * argument `key` must be a string") when it is absent or of another type,
+   * or when the arguments are not a JSON object.
+   */
+  argStr(key) {
+    const value = this.arg(key);
+    if (typeof value !== 'string') throw new McpError(`${this.#subject()}: argument \`${key}\` must be a string`);
+    return value;
+  }
+
+  /**
+   * The string argument `key`, which must match one of the globs `patterns`
+   * (see `globMatch`); throws McpError naming the argument, its value and
+   * the patterns otherwise. The value is matched as it is: `src/**` matches
+   * `src/../.env`, so for paths prefer `argPath` and match what it returns.
+   */
+  argMatching(key, patterns) {
+    const value = this.argStr(key);
+    for (let i = 0; i < patterns.length; i++) {
+      if (globMatch(patterns[i], value)) return value;
+    }
+    throw new McpError(`${this.#subject()}: argument \`${key}\` = ${value} matches none of ${patterns.join(', ')}`);
+  }
+
+  /**
+   * The argument `key` as a relative path, normalised by `normalize`
+   * (`./src//a.rs` is `src/a.rs`), ready for `hasPrefix` and `globMatch`.
+   * Throws McpError when it is not a string, or is a path that does not
+   * normalise: absolute, empty, climbing above its root, or with a
+   * backslash or NUL.
+   */
+  argPath(key) {
+    const value = this.argStr(key);
+    const path = normalize(value);
+    if (path === undefined) {
+      throw new McpError(
+        `${this.#subject()}: argument \`${key}\` is ${rustDebug(value)}, not a relative path inside its root ` +
+          '(absolute, empty, climbing out with `..`, or with a backslash)',
+      );
+    }
+    return path;
+  }
+
+  // What error messages name: the tool, prompt or resource, else the method.
+  #subject() {
+    return this.name ?? this.method;
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Host imports
 
 /**
@@ -1075,4 +1257,11 @@ export const log = Object.freeze({
   hasControl('a');
   header({ headers: [['A', 'b']] }, 'a');
   isRead({ method: 'GET' });
+  const call = mcp({ mcp: { method: 'tools/call', name: 't', arguments: '{"p":"./a/b","o":"x"}', id: '1' } });
+  call.isToolCall('t');
+  call.argStr('o');
+  call.argPath('p');
+  call.argMatching('o', ['x']);
+  showOnly(['a'], ['a']);
+  hideAll(undefined, '', 'tools', ['a']);
 }

@@ -7,6 +7,8 @@ import {
   Diff,
   DiffError,
   FileStatus,
+  Mcp,
+  McpError,
   PolicyError,
   allow,
   bodyText,
@@ -15,22 +17,25 @@ import {
   globMatch,
   hasPrefix,
   header,
+  hideAll,
   isBlank,
   isRead,
   json,
   lines,
   log,
+  mcp,
   member,
   normalize,
   op,
   param,
   query,
   rustDebug,
+  showOnly,
   sortedKeys,
   state,
   trim,
 } from 'airlock-policy';
-import { Harness, request } from 'airlock-policy/testing';
+import { Harness, mcpRequest, request, toolCall } from 'airlock-policy/testing';
 
 // --------------------------------------------------------------- verdicts
 
@@ -337,4 +342,205 @@ test('request builder follows the host', () => {
   assert.deepEqual(r.usage.grants, [['x.y', 1]]);
   assert.deepEqual(r.approval, { id: 'ap-1', approver: 'bob', approvedAtMs: 5n });
   assert.throws(() => request({ action: { body: 'x', body_base64: 'eA==' } }), /not both/);
+});
+
+// -------------------------------------------------------------------- MCP
+
+function call({ method = 'tools/call', name = 'read_file', args = '{}', id = '7' } = {}) {
+  return new Mcp({ method, name, arguments: args, id });
+}
+
+test('REST calls have no MCP call', () => {
+  assert.equal(mcp(request({ action: { service: 'code', path: '/x' } }).action), undefined);
+});
+
+test('method, name, id and tool', () => {
+  const c = call({ args: '{"path": "src/lib.rs"}' });
+  assert.deepEqual([c.method, c.name, c.id, c.tool], ['tools/call', 'read_file', '7', 'read_file']);
+  assert.ok(c.isToolCall('read_file'));
+  assert.ok(!c.isToolCall('write_file'));
+  // Only a `tools/call` names a tool: a prompt or a resource is no tool.
+  const prompt = call({ method: 'prompts/get' });
+  assert.equal(prompt.tool, undefined);
+  assert.ok(!prompt.isToolCall('read_file'));
+  assert.equal(call({ method: 'resources/read', name: 'repo://a' }).tool, undefined);
+  const ping = new Mcp({ method: 'ping', arguments: '{}' });
+  assert.deepEqual([ping.tool, ping.id], [undefined, undefined]);
+  assert.ok(!ping.isToolCall(undefined));
+});
+
+test('arguments are parsed strictly', () => {
+  const c = call({ args: '{"b": [1, {"c": null}], "a": "x"}' });
+  assert.deepEqual(c.arguments, { a: 'x', b: [1, { c: null }] });
+  assert.equal(c.argumentsText, '{"b": [1, {"c": null}], "a": "x"}');
+  for (const bad of ['{"path": "src/a", "path": "/etc/passwd"}', '{"a": {"x": 1, "x": 2}}', '[1]', '"x"', 'null', '{', '', '{"n": NaN}', '{"n": 1e400}']) {
+    assert.throws(
+      () => call({ args: bad }).arguments,
+      (e) => e instanceof McpError && e instanceof PolicyError && e.message === 'read_file: arguments are not a JSON object',
+      bad,
+    );
+  }
+  assert.deepEqual(c.args(), c.arguments);
+  // Errors name what the call names, else its method.
+  assert.throws(() => call({ method: 'resources/read', name: 'repo://a', args: '[]' }).args(), {
+    message: 'repo://a: arguments are not a JSON object',
+  });
+  assert.throws(() => new Mcp({ method: 'initialize', arguments: '[]' }).args(), { message: 'initialize: arguments are not a JSON object' });
+  // The parser's reason stays at hand for debugging.
+  assert.throws(
+    () => call({ args: '{"a": 1, "a": 2}' }).arguments,
+    (e) => e.cause instanceof PolicyError && e.cause.message.startsWith('duplicate key "a"'),
+  );
+});
+
+test('string arguments', () => {
+  const c = call({ args: '{"owner": "acme", "n": 7, "none": null, "list": ["a"]}' });
+  assert.equal(c.argStr('owner'), 'acme');
+  assert.equal(c.arg('n'), 7);
+  assert.equal(c.arg('none'), null);
+  assert.equal(c.arg('missing'), undefined);
+  // Own keys only: nothing from the prototype.
+  assert.equal(c.arg('constructor'), undefined);
+  for (const key of ['n', 'none', 'list', 'missing', 'toString']) {
+    assert.throws(() => c.argStr(key), { name: 'McpError', message: `read_file: argument \`${key}\` must be a string` });
+  }
+  assert.throws(() => new Mcp({ method: 'ping', arguments: '{}' }).argStr('owner'), { message: 'ping: argument `owner` must be a string' });
+  // Unreadable arguments are reported as such, whatever was asked.
+  assert.throws(() => call({ args: '[]' }).argStr('owner'), { message: 'read_file: arguments are not a JSON object' });
+  assert.throws(() => call({ args: '[]' }).arg('owner'), { message: 'read_file: arguments are not a JSON object' });
+});
+
+test('path arguments are normalised', () => {
+  const c = call({
+    args: JSON.stringify({ a: './src//lib.rs', b: 'src/../docs/x.md', c: '../x', d: '/etc/passwd', e: 'src\\x', f: '.', g: 1 }),
+  });
+  assert.equal(c.argPath('a'), 'src/lib.rs');
+  assert.equal(c.argPath('b'), 'docs/x.md');
+  assert.ok(hasPrefix(c.argPath('a'), 'src'));
+  for (const key of ['c', 'd', 'e', 'f']) {
+    assert.throws(
+      () => c.argPath(key),
+      (e) => e instanceof McpError && new RegExp(`^read_file: argument \`${key}\` is ".*", not a relative path inside its root`).test(e.message),
+    );
+  }
+  assert.throws(() => c.argPath('g'), { message: 'read_file: argument `g` must be a string' });
+});
+
+test('glob arguments', () => {
+  const c = call({ args: JSON.stringify({ path: 'src/a/lib.rs', sneaky: 'src/../.env', n: 1 }) });
+  assert.equal(c.argMatching('path', ['docs/**', 'src/**']), 'src/a/lib.rs');
+  assert.throws(() => c.argMatching('path', ['docs/**', '*.md']), {
+    message: 'read_file: argument `path` = src/a/lib.rs matches none of docs/**, *.md',
+  });
+  assert.throws(() => c.argMatching('n', ['**']), { message: 'read_file: argument `n` must be a string' });
+  // The value is matched as it is, `..` and all; `argPath` resolves it first.
+  assert.equal(c.argMatching('sneaky', ['src/**']), 'src/../.env');
+  assert.equal(c.argPath('sneaky'), '.env');
+});
+
+const plain = {
+  describe: () => ({ name: 'plain', version: '1' }),
+  evaluate: () => deny('no'),
+  visible: hideAll,
+};
+
+const showsTools = {
+  evaluate: () => allow({ ttlSeconds: 1 }),
+  visible(principal, service, kind, names) {
+    state.incr('listings');
+    log.info('listing', { kind, n: names.length, seen: state.get('listings') });
+    if (principal.agent !== 'test-agent' || service !== 'tools' || kind !== 'tools') return hideAll(principal, service, kind, names);
+    return showOnly(names, new Set(['get_me', 'list_issues']));
+  },
+};
+
+test('the default visible hides everything', () => {
+  const h = new Harness(plain);
+  assert.deepEqual(h.visible('tools', 'tools', ['a', 'b', 'c']), [false, false, false]);
+  assert.deepEqual(h.visible('tools', 'prompts', []), []);
+  assert.deepEqual(showOnly(['a', 'b'], ['b']), [false, true]);
+});
+
+test('visible answers one boolean per name', () => {
+  const h = new Harness(showsTools);
+  const names = ['get_me', 'merge', 'list_issues', 'get_me'];
+  assert.deepEqual(h.visible('tools', 'tools', names), [true, false, true, true]);
+  assert.deepEqual(h.visibleNames('tools', 'tools', names), ['get_me', 'list_issues', 'get_me']);
+  assert.deepEqual(h.visible('tools', 'resource-templates', names), [false, false, false, false]);
+  assert.deepEqual(h.visible('other', 'tools', names), [false, false, false, false]);
+  assert.deepEqual(h.visible('tools', 'tools', names, { principal: { agent: 'intruder' } }), [false, false, false, false]);
+  // Writes are discarded, reads see them within the call; logs are kept.
+  assert.equal(h.state('listings'), undefined);
+  assert.deepEqual(h.logs.slice(0, 2).map((r) => r.fields), [
+    [['kind', 'tools'], ['n', '4'], ['seen', '1']],
+    [['kind', 'tools'], ['n', '4'], ['seen', '1']],
+  ]);
+  assert.throws(() => h.visible('tools', 'tool', names), /not one of/);
+  const wrong = new Harness({ visible: () => [true] });
+  assert.throws(() => wrong.visible('tools', 'tools', ['a', 'b']), /one boolean per name/);
+});
+
+test('tool calls are built as the host builds them', () => {
+  const r = toolCall('github', 'create_pull_request', { repo: 'shop', owner: 'acme', draft: true });
+  const a = r.action;
+  assert.deepEqual([a.service, a.operation, a.method, a.path], ['github', 'tools/call:create_pull_request', 'POST', '/mcp']);
+  assert.equal(
+    new TextDecoder().decode(a.body),
+    '{"id":1,"jsonrpc":"2.0","method":"tools/call","params":{"arguments":{"draft":true,"owner":"acme","repo":"shop"},"name":"create_pull_request"}}',
+  );
+  assert.deepEqual(a.mcp, {
+    method: 'tools/call',
+    name: 'create_pull_request',
+    arguments: '{"draft":true,"owner":"acme","repo":"shop"}',
+    id: '1',
+  });
+  const c = mcp(a);
+  assert.equal(c.tool, 'create_pull_request');
+  assert.equal(c.argStr('owner'), 'acme');
+  assert.deepEqual(mcp(toolCall('github', 'get_me').action).arguments, {});
+  assert.equal(toolCall('github', 'get_me', {}, { id: 'a-1' }).action.mcp.id, '"a-1"');
+  assert.equal(toolCall('github', 'get_me', {}, { principal: { agent: 'x' } }).principal.agent, 'x');
+});
+
+test('other MCP methods', () => {
+  const init = mcpRequest('github', 'initialize', { arguments: { protocolVersion: '2025-06-18', _meta: { x: 1 } } });
+  assert.equal(init.action.operation, 'initialize');
+  assert.equal(init.action.mcp.name, undefined);
+  assert.equal(init.action.mcp.id, '1');
+  // The params are the arguments, but `_meta`, which stays in the body.
+  assert.deepEqual(mcp(init.action).arguments, { protocolVersion: '2025-06-18' });
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(init.action.body)).params._meta, { x: 1 });
+  const notification = mcpRequest('github', 'notifications/initialized');
+  assert.equal(notification.action.mcp.id, undefined);
+  assert.equal(new TextDecoder().decode(notification.action.body), '{"jsonrpc":"2.0","method":"notifications/initialized"}');
+  // A resource is named by its URI, which is among the arguments too.
+  const read = mcpRequest('github', 'resources/read', { name: 'repo://acme/shop/README.md' });
+  assert.equal(read.action.operation, 'resources/read:repo://acme/shop/README.md');
+  assert.deepEqual(mcp(read.action).arguments, { uri: 'repo://acme/shop/README.md' });
+  assert.equal(mcpRequest('github', 'ping', { id: null }).action.mcp.id, undefined);
+  assert.throws(() => mcpRequest('github', 'tools/call'), /needs a name/);
+  assert.throws(() => mcpRequest('github', 'ping', { name: 'x' }), /takes no name/);
+  assert.throws(() => mcpRequest('github', 'ping', { id: 1.5 }), /integer or a string/);
+});
+
+test('arguments the host never sends', () => {
+  const r = toolCall('github', 'list_issues', '[1, 2]');
+  assert.equal(r.action.mcp.arguments, '[1, 2]');
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(r.action.body)).params, { name: 'list_issues', arguments: [1, 2] });
+  assert.throws(() => mcp(r.action).arguments, McpError);
+  const dup = toolCall('github', 'list_issues', '{"owner": "acme", "owner": "evil"}');
+  assert.throws(() => mcp(dup.action).argStr('owner'), { message: 'list_issues: arguments are not a JSON object' });
+});
+
+test('MCP calls in the JSON form', () => {
+  const r = request({
+    action: { service: 'g', method: 'POST', path: '/mcp', mcp: { method: 'tools/call', name: 'get_me', arguments: { b: 1, a: 'é', 10: 0, 9: 0 }, id: 7 } },
+  });
+  // Keys sorted as serde_json sorts them (by code point, not integers first).
+  assert.deepEqual(r.action.mcp, { method: 'tools/call', name: 'get_me', arguments: '{"10":0,"9":0,"a":"é","b":1}', id: '7' });
+  const ping = request({ action: { mcp: { method: 'ping' } } });
+  assert.deepEqual(ping.action.mcp, { method: 'ping', name: undefined, arguments: '{}', id: undefined });
+  assert.throws(() => request({ action: { mcp: { name: 'x' } } }), /method/);
+  assert.throws(() => request({ action: { mcp: { method: 'ping', args: {} } } }), /unknown field `args`/);
+  assert.throws(() => request({ action: { mcp: { method: 'ping', arguments: [] } } }), /expected an object/);
 });

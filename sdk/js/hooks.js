@@ -3,8 +3,8 @@
 const SPECIFIERS = {
   'airlock-policy': './airlock-policy.js',
   'airlock-policy/testing': './testing.js',
-  'airlock:policy/state@0.1.0': './fakes/state.js',
-  'airlock:policy/log@0.1.0': './fakes/log.js',
+  'airlock:policy/state@0.2.0': './fakes/state.js',
+  'airlock:policy/log@0.2.0': './fakes/log.js',
 };
 
 export async function resolve(specifier, context, nextResolve) {

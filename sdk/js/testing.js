@@ -11,6 +11,8 @@
 //   const h = new Harness(policy);
 //   const grant = h.expectAllow(request({ action: { service: 'code', method: 'GET', path: '/x' } }));
 //   assert.deepEqual(grant.scopes, ['read']);
+//   h.expectDeny(toolCall('github', 'merge_pull_request', { pullNumber: 7 }));
+//   assert.deepEqual(h.visible('github', 'tools', ['get_me', 'merge_pull_request']), [true, false]);
 
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
@@ -31,14 +33,7 @@ import { newEvaluation, swap } from './fakes/host.js';
  */
 export function request({ principal = {}, action = {}, usage = {}, approval } = {}) {
   return {
-    principal: {
-      agent: principal.agent ?? 'test-agent',
-      role: principal.role ?? 'test-role',
-      session: principal.session ?? 'test-session',
-      workflow: principal.workflow ?? 'wf-test',
-      onBehalfOf: principal.on_behalf_of,
-      intent: principal.intent,
-    },
+    principal: buildPrincipal(principal),
     action: buildAction(action),
     usage: {
       requestsTotal: BigInt(usage.requests_total ?? 0),
@@ -56,6 +51,17 @@ export function request({ principal = {}, action = {}, usage = {}, approval } = 
   };
 }
 
+function buildPrincipal(principal) {
+  return {
+    agent: principal.agent ?? 'test-agent',
+    role: principal.role ?? 'test-role',
+    session: principal.session ?? 'test-session',
+    workflow: principal.workflow ?? 'wf-test',
+    onBehalfOf: principal.on_behalf_of,
+    intent: principal.intent,
+  };
+}
+
 function buildAction({
   service = '',
   operation,
@@ -67,6 +73,7 @@ function buildAction({
   body,
   body_base64: base64,
   body_truncated: truncated = false,
+  mcp,
 }) {
   if (body !== undefined && base64 !== undefined) throw new Error('action: give `body` or `body_base64`, not both');
   if (!/^[A-Za-z]+$/.test(method)) throw new Error(`action.method: ${JSON.stringify(method)} is not an HTTP method`);
@@ -84,8 +91,119 @@ function buildAction({
       : body instanceof Uint8Array ? body
       : new TextEncoder().encode(body ?? ''),
     bodyTruncated: truncated,
+    mcp: mcp === undefined || mcp === null ? undefined : buildMcp(mcp),
   };
 }
+
+// `action.mcp` from its JSON form, `{ method, name, arguments, id }`:
+// `arguments` an object (default `{}`) and `id` any JSON value, both turned
+// into compact JSON text with sorted keys, as the host turns them.
+function buildMcp({ method, name, arguments: args = {}, id, ...unknown }) {
+  const extra = Object.keys(unknown);
+  if (extra.length > 0) throw new Error(`action.mcp: unknown field \`${extra[0]}\``);
+  if (typeof method !== 'string' || method === '') throw new Error('action.mcp.method: expected a non-empty string');
+  if (name !== undefined && name !== null && typeof name !== 'string') throw new Error('action.mcp.name: expected a string');
+  if (args === null || typeof args !== 'object' || Array.isArray(args)) throw new Error('action.mcp.arguments: expected an object');
+  return {
+    method,
+    name: name ?? undefined,
+    arguments: jsonText(args),
+    id: id === undefined || id === null ? undefined : jsonText(id),
+  };
+}
+
+/** Compact JSON text with keys sorted at every depth, as serde_json writes a value. */
+function jsonText(value) {
+  if (Array.isArray(value)) return `[${value.map(jsonText).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    return `{${sortedKeys(value).map((k) => `${JSON.stringify(k)}:${jsonText(value[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+// What an MCP call's `name` is, by method, as the host reads it from `params`.
+const MCP_NAME_KEYS = {
+  'tools/call': 'name',
+  'prompts/get': 'name',
+  'resources/read': 'uri',
+  'resources/subscribe': 'uri',
+  'resources/unsubscribe': 'uri',
+};
+
+/**
+ * The request the host makes of one JSON-RPC message to MCP service
+ * `service`: operation `method`, or `method:name` when the call names
+ * something; `POST /mcp`; the message (`{"jsonrpc": "2.0", "id", "method",
+ * "params"}`) as the body; and `action.mcp` set as the host sets it.
+ *
+ * `name` is the tool or prompt name (`tools/call`, `prompts/get`) or the
+ * resource URI (`resources/read`, `resources/subscribe`,
+ * `resources/unsubscribe`), required for those methods and refused for the
+ * others. `arguments` (an object, default `{}`) are `params.arguments` for
+ * `tools/call` and `prompts/get`, and the other `params` (but `_meta`) for
+ * any other method; a string is used verbatim as `mcp.arguments` and
+ * spliced into the body, to test text the host never sends. `id` (a number
+ * or a string) defaults to 1, or to none for `notifications/...` methods;
+ * `id: null` makes a notification. `principal`, `usage` and `approval` are
+ * as for `request`, and `action` adds action fields (`headers`...).
+ */
+export function mcpRequest(service, method, { name, arguments: args, id, principal, usage, approval, action = {} } = {}) {
+  if (id === undefined) id = method.startsWith('notifications/') ? null : 1;
+  if (id !== null && typeof id !== 'string' && !Number.isSafeInteger(id)) {
+    throw new Error(`mcpRequest: the JSON-RPC id must be an integer or a string, not ${String(id)}`);
+  }
+  const key = MCP_NAME_KEYS[method];
+  if (key === undefined && name !== undefined) throw new Error(`mcpRequest: ${method} names nothing, so it takes no name`);
+  if (key !== undefined && !name) throw new Error(`mcpRequest: ${method} needs a name (\`params.${key}\`)`);
+  const raw = typeof args === 'string' ? args : undefined;
+  const namesTool = method === 'tools/call' || method === 'prompts/get';
+  const message = { jsonrpc: '2.0', ...(id === null ? {} : { id }), method };
+  let body;
+  let seen = {};
+  if (raw !== undefined) {
+    // Text the host never produces, spliced in as it is.
+    const head = jsonText(message).slice(0, -1);
+    body = namesTool
+      ? `${head},"params":{${JSON.stringify(key)}:${JSON.stringify(name)},"arguments":${raw}}}`
+      : `${head},"params":${raw}}`;
+  } else {
+    const given = { ...(args ?? {}) };
+    let params;
+    if (namesTool) {
+      params = { [key]: name, arguments: given };
+      seen = given;
+    } else {
+      params = { ...(key === undefined ? {} : { [key]: name }), ...given };
+      seen = { ...params };
+      delete seen._meta;
+    }
+    if (namesTool || Object.keys(params).length > 0) message.params = params;
+    body = jsonText(message);
+  }
+  const req = request({
+    principal,
+    usage,
+    approval,
+    action: {
+      ...action,
+      service,
+      operation: name === undefined ? method : `${method}:${name}`,
+      method: 'POST',
+      path: '/mcp',
+      body,
+      mcp: { method, name, arguments: seen, id },
+    },
+  });
+  if (raw !== undefined) req.action.mcp.arguments = raw;
+  return req;
+}
+
+/** The request of a `tools/call` of `tool` with `args` (see `mcpRequest`). */
+export function toolCall(service, tool, args = {}, options = {}) {
+  return mcpRequest(service, 'tools/call', { ...options, name: tool, arguments: args });
+}
+
+const LISTINGS = ['tools', 'resources', 'resource-templates', 'prompts'];
 
 // In the host's order: by name, as its BTreeMap keeps them.
 function sortedEntries(object) {
@@ -127,6 +245,36 @@ export class Harness {
     }
     this.#logs.push(...evaluation.logs);
     return verdict;
+  }
+
+  /**
+   * Ask the policy's `visible` which of `names` (of `kind`: `'tools'`,
+   * `'resources'`, `'resource-templates'` or `'prompts'`) on MCP `service`
+   * the principal (the `request` default, overridden by `principal`) may
+   * see. Its state writes are discarded, as in the host. An answer that is
+   * not one boolean per name fails the test (the host would hide everything).
+   */
+  visible(service, kind, names, { principal = {} } = {}) {
+    if (!LISTINGS.includes(kind)) throw new Error(`listing: ${JSON.stringify(kind)} is not one of ${LISTINGS.join(', ')}`);
+    const evaluation = newEvaluation(new Map(this.#state));
+    const previous = swap(evaluation);
+    let answer;
+    try {
+      answer = this.#policy.visible(buildPrincipal(principal), service, kind, [...names]);
+    } finally {
+      swap(previous);
+    }
+    this.#logs.push(...evaluation.logs);
+    if (!Array.isArray(answer) || answer.length !== names.length || !answer.every((b) => typeof b === 'boolean')) {
+      assert.fail(`visible must answer one boolean per name (${names.length}), got ${JSON.stringify(answer)}`);
+    }
+    return answer;
+  }
+
+  /** The names `visible` lets the principal see, in order. */
+  visibleNames(service, kind, names, options) {
+    const seen = this.visible(service, kind, names, options);
+    return names.filter((_, i) => seen[i]);
   }
 
   /** Evaluate and return the grant; fails the test with the verdict otherwise. */

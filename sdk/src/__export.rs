@@ -2,6 +2,7 @@
 //! for wasm32; [`crate::export_policy!`] is its only user.
 
 use crate::Policy;
+use crate::mcp::{Listing, McpCall};
 use crate::types::{Action, Approval, Description, Principal, Request, Usage, Verdict};
 
 pub mod bindings {
@@ -39,6 +40,32 @@ pub fn describe<P: Policy>() -> wit::Description {
     wit::Description { name, version }
 }
 
+pub fn visible<P: Policy>(
+    principal: wit::Principal,
+    service: String,
+    kind: wit::Listing,
+    names: Vec<String>,
+) -> Vec<bool> {
+    let kind = match kind {
+        wit::Listing::Tools => Listing::Tools,
+        wit::Listing::Resources => Listing::Resources,
+        wit::Listing::ResourceTemplates => Listing::ResourceTemplates,
+        wit::Listing::Prompts => Listing::Prompts,
+    };
+    P::visible(&principal_from_wit(principal), &service, kind, &names)
+}
+
+fn principal_from_wit(principal: wit::Principal) -> Principal {
+    Principal {
+        agent: principal.agent,
+        role: principal.role,
+        session: principal.session,
+        workflow: principal.workflow,
+        on_behalf_of: principal.on_behalf_of,
+        intent: principal.intent,
+    }
+}
+
 fn from_wit(request: wit::Request) -> Request {
     let wit::Request {
         principal,
@@ -47,14 +74,7 @@ fn from_wit(request: wit::Request) -> Request {
         approval,
     } = request;
     Request {
-        principal: Principal {
-            agent: principal.agent,
-            role: principal.role,
-            session: principal.session,
-            workflow: principal.workflow,
-            on_behalf_of: principal.on_behalf_of,
-            intent: principal.intent,
-        },
+        principal: principal_from_wit(principal),
         action: Action {
             service: action.service,
             operation: action.operation,
@@ -65,6 +85,12 @@ fn from_wit(request: wit::Request) -> Request {
             headers: action.headers,
             body: action.body,
             body_truncated: action.body_truncated,
+            mcp: action.mcp.map(|m| McpCall {
+                method: m.method,
+                name: m.name,
+                arguments: m.arguments,
+                id: m.id,
+            }),
         },
         usage: Usage {
             requests_total: usage.requests_total,

@@ -38,6 +38,7 @@ extern crate self as airlock_sdk;
 pub mod diff;
 pub mod json;
 pub mod log;
+pub mod mcp;
 pub mod paths;
 pub mod state;
 #[cfg(not(target_arch = "wasm32"))]
@@ -55,6 +56,7 @@ pub mod alloc;
 #[global_allocator]
 static ALLOCATOR: alloc::BumpAllocator = alloc::BumpAllocator::new();
 
+pub use mcp::{Listing, McpCall};
 /// Re-exported so policies can name the JSON types without a dependency of their own.
 pub use serde_json;
 pub use types::{Action, Approval, Description, Grant, Principal, Request, Usage, Verdict};
@@ -70,6 +72,15 @@ pub trait Policy {
     fn describe() -> Description;
     /// Decide one request.
     fn evaluate(request: &Request) -> Verdict;
+    /// Which of `names` (of `kind`, listed by MCP service `service`) the
+    /// principal may see: one bool per name. Answer true for what some call
+    /// could be allowed; a hidden item is still decided by `evaluate` when
+    /// called by name. State reads see the workflow; writes are discarded.
+    /// By default nothing is shown.
+    fn visible(principal: &Principal, service: &str, kind: Listing, names: &[String]) -> Vec<bool> {
+        let _ = (principal, service, kind);
+        vec![false; names.len()]
+    }
 }
 
 /// Everything a policy usually needs, in one import.
@@ -77,7 +88,8 @@ pub mod prelude {
     pub use crate::diff::{Diff, FileChange, FileStatus};
     pub use crate::paths::{glob_match, has_prefix};
     pub use crate::{
-        Action, Description, Grant, Policy, Principal, Request, Usage, Verdict, export_policy, log, state,
+        Action, Description, Grant, Listing, McpCall, Policy, Principal, Request, Usage, Verdict,
+        export_policy, log, state,
     };
 }
 
@@ -98,6 +110,14 @@ macro_rules! export_policy {
                 }
                 fn describe() -> $crate::__export::bindings::Description {
                     $crate::__export::describe::<$policy>()
+                }
+                fn visible(
+                    principal: $crate::__export::bindings::Principal,
+                    service: ::std::string::String,
+                    kind: $crate::__export::bindings::Listing,
+                    names: ::std::vec::Vec<::std::string::String>,
+                ) -> ::std::vec::Vec<bool> {
+                    $crate::__export::visible::<$policy>(principal, service, kind, names)
                 }
             }
             $crate::__export::bindings::__export_policy_world!(AirlockPolicyExport with_types_in $crate::__export::bindings);

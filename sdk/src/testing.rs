@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use crate::log::Level;
-use crate::{Grant, Policy, Request, Verdict};
+use crate::{Grant, Listing, Policy, Request, Verdict};
 
 /// One log record a policy wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +137,35 @@ impl<P: Policy> Harness<P> {
             Verdict::Escalate(reason) => reason,
             other => panic!("expected escalate, got {other:?}"),
         }
+    }
+
+    /// Ask the policy's `visible` which of `names` (of `kind`, listed by
+    /// MCP service `service`) a principal of the policy's test role sees.
+    /// State reads see the committed state; writes are discarded, as in
+    /// the host.
+    pub fn visible(&mut self, service: &str, kind: Listing, names: &[&str]) -> Vec<bool> {
+        let principal = Request::builder(service, "POST", "/mcp").build().principal;
+        CURRENT.with_borrow_mut(|e| {
+            *e = Evaluation {
+                committed: self.state.clone(),
+                ..Evaluation::default()
+            }
+        });
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let shown = P::visible(&principal, service, kind, &names);
+        let done = CURRENT.take();
+        self.logs.extend(done.logs);
+        shown
+    }
+
+    /// The names of `names` the policy shows, in order.
+    pub fn visible_names<'a>(&mut self, service: &str, kind: Listing, names: &[&'a str]) -> Vec<&'a str> {
+        let shown = self.visible(service, kind, names);
+        names
+            .iter()
+            .zip(shown)
+            .filter_map(|(n, v)| v.then_some(*n))
+            .collect()
     }
 
     /// The committed workflow state.

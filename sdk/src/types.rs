@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use crate::mcp::McpCall;
+
 /// Who is acting; filled by the host from the session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Principal {
@@ -26,6 +28,8 @@ pub struct Action {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub body_truncated: bool,
+    /// Set for a service of kind `mcp`: the one JSON-RPC message this is.
+    pub mcp: Option<McpCall>,
 }
 
 /// A human approval of exactly this request.
@@ -163,6 +167,10 @@ impl Action {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+    /// The MCP call, for a service of kind `mcp`; `None` for a REST call.
+    pub fn mcp(&self) -> Option<&McpCall> {
+        self.mcp.as_ref()
+    }
     pub fn is_read(&self) -> bool {
         matches!(self.method.as_str(), "GET" | "HEAD")
     }
@@ -199,6 +207,51 @@ impl Request {
         r.action.path = path.into();
         r.usage.window_seconds = 60;
         RequestBuilder(r)
+    }
+
+    /// An MCP message `method` to `service`, as the host presents it: a
+    /// `POST /mcp` whose body is the JSON-RPC message, operation `method`
+    /// or `method:name`, and [`Action::mcp`] set. `arguments` must be a
+    /// JSON object (or null for none); the JSON-RPC id is `1`.
+    pub fn mcp(service: &str, method: &str, name: Option<&str>, arguments: Value) -> RequestBuilder {
+        let mut arguments = match arguments {
+            Value::Object(map) => map,
+            _ => Default::default(),
+        };
+        // As the host reads a message: a tool call's or prompt's arguments
+        // are `params.arguments`; any other method's are its params, which
+        // carry what it names as `uri`.
+        let params = match (method, name) {
+            ("tools/call" | "prompts/get", Some(n)) => serde_json::json!({"name": n, "arguments": arguments}),
+            (_, Some(uri)) => {
+                arguments.insert("uri".into(), Value::String(uri.into()));
+                Value::Object(arguments.clone())
+            }
+            (_, None) => Value::Object(arguments.clone()),
+        };
+        let notification = method.starts_with("notifications/");
+        let mut message = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params});
+        if !notification {
+            message["id"] = Value::from(1);
+        }
+        let operation = match name {
+            Some(n) => format!("{method}:{n}"),
+            None => method.to_string(),
+        };
+        let mut builder = Request::builder(service, "POST", "/mcp").operation(&operation);
+        builder.0.action.body = message.to_string().into_bytes();
+        builder.0.action.mcp = Some(McpCall {
+            method: method.into(),
+            name: name.map(Into::into),
+            arguments: Value::Object(arguments).to_string(),
+            id: (!notification).then(|| "1".into()),
+        });
+        builder
+    }
+
+    /// A `tools/call` of `tool` with `arguments` (a JSON object).
+    pub fn tool_call(service: &str, tool: &str, arguments: Value) -> RequestBuilder {
+        Request::mcp(service, "tools/call", Some(tool), arguments)
     }
 }
 

@@ -161,8 +161,8 @@ fn check(file: &Path) -> ExitCode {
         Ok(module) => {
             let info = module.info();
             println!(
-                "ok: {} {} implements airlock:policy/policy@0.1.0",
-                info.name, info.version
+                "ok: {} {} implements the policy world of {}",
+                info.name, info.version, info.contract
             );
             println!("digest: {}", info.digest);
             println!("size: {} bytes", info.size);

@@ -13,13 +13,27 @@ use super::limits::bounds;
 use super::state_view::WorkflowState;
 use super::types::{LogLevel, LogRecord, StateWrite};
 
-wasmtime::component::bindgen!({
-    world: "policy",
-    path: "../wit",
-    imports: { default: trappable },
-});
+/// Contract 0.2.0, the current one (`wit/policy.wit`).
+pub(crate) mod v2 {
+    wasmtime::component::bindgen!({
+        world: "policy",
+        path: "../wit",
+        imports: { default: trappable },
+    });
+}
 
-pub(crate) use self::airlock::policy::types as wit;
+/// Contract 0.1.0, kept so that components built against it still load
+/// (`wit/archive/0.1.0`).
+pub(crate) mod v1 {
+    wasmtime::component::bindgen!({
+        world: "policy",
+        path: "../wit/archive/0.1.0",
+        imports: { default: trappable },
+    });
+}
+
+/// The current contract's types: what the engine converts to and validates.
+pub(crate) use self::v2::airlock::policy::types as wit;
 
 /// Everything one instance's store holds. A store serves one instantiation
 /// and then exactly one decision ([`begin_decision`](Self::begin_decision)),
@@ -115,10 +129,8 @@ impl GuestContext {
     }
 }
 
-impl self::airlock::policy::types::Host for GuestContext {}
-
-impl self::airlock::policy::state::Host for GuestContext {
-    fn get(&mut self, key: String) -> Result<Option<String>> {
+impl GuestContext {
+    fn state_get(&mut self, key: String) -> Result<Option<String>> {
         if key.len() > bounds::MAX_STATE_KEY_LEN {
             return self.refuse(format!(
                 "state key longer than {} bytes",
@@ -128,7 +140,7 @@ impl self::airlock::policy::state::Host for GuestContext {
         self.current(&key)
     }
 
-    fn set(&mut self, key: String, value: String) -> Result<()> {
+    fn state_set(&mut self, key: String, value: String) -> Result<()> {
         self.check_write(&key)?;
         if value.len() > bounds::MAX_STATE_VALUE_LEN {
             return self.refuse(format!(
@@ -141,7 +153,7 @@ impl self::airlock::policy::state::Host for GuestContext {
         Ok(())
     }
 
-    fn incr(&mut self, key: String, delta: i64) -> Result<i64> {
+    fn state_incr(&mut self, key: String, delta: i64) -> Result<i64> {
         self.check_write(&key)?;
         let current = self
             .current(&key)?
@@ -152,39 +164,14 @@ impl self::airlock::policy::state::Host for GuestContext {
         self.writes.push(StateWrite::Incr { key, delta });
         Ok(next)
     }
-}
 
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
-}
-
-impl self::airlock::policy::log::Host for GuestContext {
-    fn log(
-        &mut self,
-        level: self::airlock::policy::log::Level,
-        message: String,
-        fields: Vec<(String, String)>,
-    ) -> Result<()> {
+    fn record_log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
         // Logging never fails the guest: past the bounds, records are
         // counted and dropped.
         if self.logs.len() >= bounds::MAX_LOG_RECORDS {
             self.logs_dropped = self.logs_dropped.saturating_add(1);
-            return Ok(());
+            return;
         }
-        use self::airlock::policy::log::Level as L;
-        let level = match level {
-            L::Debug => LogLevel::Debug,
-            L::Info => LogLevel::Info,
-            L::Warn => LogLevel::Warn,
-            L::Error => LogLevel::Error,
-        };
         let mut budget = bounds::MAX_LOG_RECORD_BYTES;
         let message = truncate(message, budget);
         budget -= message.len();
@@ -201,9 +188,61 @@ impl self::airlock::policy::log::Host for GuestContext {
             message,
             fields: kept,
         });
-        Ok(())
     }
 }
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// The imports are the same in every contract version: each version's
+/// generated traits forward to the one implementation above.
+macro_rules! host_imports {
+    ($version:ident) => {
+        impl $version::airlock::policy::types::Host for GuestContext {}
+
+        impl $version::airlock::policy::state::Host for GuestContext {
+            fn get(&mut self, key: String) -> Result<Option<String>> {
+                self.state_get(key)
+            }
+            fn set(&mut self, key: String, value: String) -> Result<()> {
+                self.state_set(key, value)
+            }
+            fn incr(&mut self, key: String, delta: i64) -> Result<i64> {
+                self.state_incr(key, delta)
+            }
+        }
+
+        impl $version::airlock::policy::log::Host for GuestContext {
+            fn log(
+                &mut self,
+                level: $version::airlock::policy::log::Level,
+                message: String,
+                fields: Vec<(String, String)>,
+            ) -> Result<()> {
+                use $version::airlock::policy::log::Level as L;
+                let level = match level {
+                    L::Debug => LogLevel::Debug,
+                    L::Info => LogLevel::Info,
+                    L::Warn => LogLevel::Warn,
+                    L::Error => LogLevel::Error,
+                };
+                self.record_log(level, message, fields);
+                Ok(())
+            }
+        }
+    };
+}
+
+host_imports!(v1);
+host_imports!(v2);
 
 impl ResourceLimiter for GuestContext {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {

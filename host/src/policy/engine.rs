@@ -12,7 +12,8 @@ use sha2::{Digest as _, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-use super::bindings::{GuestContext, Policy, PolicyPre, wit};
+use super::bindings::{GuestContext, v1, v2};
+use super::contract::{ALLOWED_IMPORTS, Policy, PolicyPre};
 use super::limits::Limits;
 use super::spares::{SpareWorker, Spares};
 use super::state_view::WorkflowState;
@@ -78,7 +79,7 @@ pub enum LoadError {
         "imports `{0}`, which the policy world does not offer (allowed: airlock:policy/state, airlock:policy/log, and WASI with nothing granted)"
     )]
     ForbiddenImport(String),
-    #[error("does not implement the policy world airlock:policy/policy@0.1.0: {0}")]
+    #[error("does not implement the policy world airlock:policy/policy@0.2.0 (nor the older 0.1.0): {0}")]
     WrongWorld(String),
     #[error("describe() failed: {0}")]
     Describe(String),
@@ -88,7 +89,7 @@ pub enum LoadError {
 /// pre-instantiated. Cheap to share; evaluations in flight keep it alive.
 pub struct PolicyModule {
     engine: Arc<EngineShared>,
-    pre: PolicyPre<GuestContext>,
+    pre: PolicyPre,
     info: PolicyInfo,
     /// Instances made ahead of use, for components slow to instantiate.
     spares: Option<Arc<Spares>>,
@@ -107,6 +108,8 @@ pub struct PolicyInfo {
     pub exports: Vec<String>,
     /// True when the component imports WASI (linked with nothing granted).
     pub uses_wasi: bool,
+    /// The contract version it implements, e.g. `airlock:policy@0.2.0`.
+    pub contract: &'static str,
 }
 
 /// The outcome of one evaluation.
@@ -182,7 +185,10 @@ impl Runtime {
         let engine = wasmtime::Engine::new(&wasm)?;
 
         let mut plain_linker = Linker::new(&engine);
-        Policy::add_to_linker::<GuestContext, HasSelf<GuestContext>>(&mut plain_linker, |c| c)?;
+        // Both contract versions' imports: their interface names differ by
+        // version, and each component links to the one it was built for.
+        v2::Policy::add_to_linker::<GuestContext, HasSelf<GuestContext>>(&mut plain_linker, |c| c)?;
+        v1::Policy::add_to_linker::<GuestContext, HasSelf<GuestContext>>(&mut plain_linker, |c| c)?;
         let mut wasi_linker = plain_linker.clone();
         wasmtime_wasi::p2::add_to_linker_sync(&mut wasi_linker)?;
         Ok(Runtime {
@@ -301,6 +307,7 @@ impl Engine {
                 imports,
                 exports,
                 uses_wasi,
+                contract: pre.contract().as_str(),
             },
         };
         let (name, version) = module
@@ -380,12 +387,6 @@ fn write_artifact(path: &std::path::Path, component: &Component) -> anyhow::Resu
     Ok(())
 }
 
-const ALLOWED_IMPORTS: &[&str] = &[
-    "airlock:policy/types@0.1.0",
-    "airlock:policy/state@0.1.0",
-    "airlock:policy/log@0.1.0",
-];
-
 /// Tell a core module, a truncated file and random bytes apart before
 /// handing the bytes to the compiler, for a precise error.
 fn check_is_component(bytes: &[u8]) -> Result<(), LoadError> {
@@ -446,10 +447,9 @@ impl PolicyModule {
             .data_mut()
             .begin_decision(request.principal.workflow.clone(), state);
         arm(&mut fresh.store, limits);
-        let wit_request = to_wit(request);
         let result = {
             let _active = self.engine.ticker.activate();
-            fresh.policy.call_evaluate(&mut fresh.store, &wit_request)
+            fresh.policy.call_evaluate(&mut fresh.store, request)
         };
         let fuel_used = limits.fuel.saturating_sub(fresh.store.get_fuel().unwrap_or(0));
         let outcome = match result {
@@ -521,25 +521,68 @@ impl PolicyModule {
     /// its own. Blocks like [`evaluate`](Self::evaluate).
     pub fn visible(
         &self,
-        _principal: &Principal,
-        _service: &str,
-        _kind: Listing,
+        principal: &Principal,
+        service: &str,
+        kind: Listing,
         names: &[String],
-        _state: Arc<dyn WorkflowState>,
-        _limits: &Limits,
+        state: Arc<dyn WorkflowState>,
+        limits: &Limits,
     ) -> Visibility {
-        // Contract 0.1.0 has no `visible` export, so nothing can be shown:
-        // a listing through an MCP service is empty (fail closed) until the
-        // policy can answer (contract 0.2.0, issue 11).
-        Visibility {
+        let started = Instant::now();
+        let hide_all = |failure: Failure, fuel_used: u64| Visibility {
             visible: vec![false; names.len()],
-            failure: Some(Failure {
-                class: FailureClass::Host,
-                detail: "contract 0.1.0 policies have no `visible` export: every listed item is hidden"
-                    .into(),
-            }),
-            fuel_used: 0,
-            elapsed: Duration::ZERO,
+            failure: Some(failure),
+            fuel_used,
+            elapsed: started.elapsed(),
+        };
+        // Never a spare: spares are kept for decisions, and a listing is rare.
+        let mut fresh = match self.engine.instantiate(&self.pre, limits) {
+            Ok(fresh) => fresh,
+            Err((failure, fuel_used)) => return hide_all(failure, fuel_used),
+        };
+        // Reads see the session's workflow; the writes are dropped with the
+        // instance, never committed: a listing changes nothing.
+        fresh
+            .store
+            .data_mut()
+            .begin_decision(principal.workflow.clone(), state);
+        arm(&mut fresh.store, limits);
+        let result = {
+            let _active = self.engine.ticker.activate();
+            fresh
+                .policy
+                .call_visible(&mut fresh.store, principal, service, kind, names)
+        };
+        let fuel_used = limits.fuel.saturating_sub(fresh.store.get_fuel().unwrap_or(0));
+        match result {
+            Ok(Some(visible)) if visible.len() == names.len() => Visibility {
+                visible,
+                failure: None,
+                fuel_used,
+                elapsed: started.elapsed(),
+            },
+            Ok(Some(visible)) => hide_all(
+                Failure {
+                    class: FailureClass::InvalidVerdict,
+                    detail: format!(
+                        "visible() answered {} bools for {} names: every listed item is hidden",
+                        visible.len(),
+                        names.len()
+                    ),
+                },
+                fuel_used,
+            ),
+            Ok(None) => hide_all(
+                Failure {
+                    class: FailureClass::Host,
+                    detail: format!(
+                        "{} policies have no `visible` export: every listed item is hidden",
+                        self.info.contract
+                    ),
+                },
+                fuel_used,
+            ),
+            Err(e) => hide_all(classify(&e, fresh.store.data()), fuel_used),
         }
     }
 
@@ -597,10 +640,9 @@ impl FreshInstance {
     fn describe(&mut self, limits: &Limits, engine: &EngineShared) -> Result<(String, String), Failure> {
         arm(&mut self.store, limits);
         let _active = engine.ticker.activate();
-        match self.policy.call_describe(&mut self.store) {
-            Ok(d) => Ok((d.name, d.version)),
-            Err(e) => Err(classify(&e, self.store.data())),
-        }
+        self.policy
+            .call_describe(&mut self.store)
+            .map_err(|e| classify(&e, self.store.data()))
     }
 
     /// Run the guest's lazy start-up (a language runtime links and pages in
@@ -639,7 +681,7 @@ impl EngineShared {
     /// On failure: why, and the fuel start-up used.
     pub(super) fn instantiate(
         &self,
-        pre: &PolicyPre<GuestContext>,
+        pre: &PolicyPre,
         limits: &Limits,
     ) -> Result<FreshInstance, (Failure, u64)> {
         let ctx = GuestContext::new(limits.memory_bytes, String::new(), Arc::new(super::NoState));
@@ -675,46 +717,6 @@ fn classify(error: &wasmtime::Error, ctx: &GuestContext) -> Failure {
         None => (FailureClass::Trap, format!("{error:#}")),
     };
     Failure { class, detail }
-}
-
-fn to_wit(r: &PolicyRequest) -> wit::Request {
-    let p = &r.principal;
-    let a = &r.action;
-    let u = &r.usage;
-    wit::Request {
-        principal: wit::Principal {
-            agent: p.agent.clone(),
-            role: p.role.clone(),
-            session: p.session.clone(),
-            workflow: p.workflow.clone(),
-            on_behalf_of: p.on_behalf_of.clone(),
-            intent: p.intent.clone(),
-        },
-        action: wit::Action {
-            service: a.service.clone(),
-            operation: a.operation.clone(),
-            params: a.params.0.clone(),
-            method: a.method.clone(),
-            path: a.path.clone(),
-            query: a.query.0.clone(),
-            headers: a.headers.0.clone(),
-            body: a.body.clone(),
-            body_truncated: a.body_truncated,
-        },
-        usage: wit::Usage {
-            requests_total: u.requests_total,
-            requests_in_window: u.requests_in_window,
-            window_seconds: u.window_seconds,
-            grants: u.grants.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            session_started_ms: u.session_started_ms,
-            now_ms: u.now_ms,
-        },
-        approval: r.approval.as_ref().map(|a| wit::Approval {
-            id: a.id.clone(),
-            approver: a.approver.clone(),
-            approved_at_ms: a.approved_at_ms,
-        }),
-    }
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] while evaluations run,

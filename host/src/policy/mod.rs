@@ -8,6 +8,7 @@
 //! to the policy version that decides for them.
 
 mod bindings;
+mod contract;
 mod engine;
 mod limits;
 mod registry;

@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 
-use super::bindings::{GuestContext, PolicyPre};
+use super::contract::PolicyPre;
 use super::engine::{EngineShared, FreshInstance};
 use super::limits::Limits;
 
@@ -28,7 +28,7 @@ use super::limits::Limits;
 /// when a reload drops the module, its spares go with it.
 pub(super) struct Spares {
     engine: Arc<EngineShared>,
-    pre: PolicyPre<GuestContext>,
+    pre: PolicyPre,
     /// The limits spares are made under: those the role loaded the policy
     /// with. A decision under other limits instantiates inline.
     limits: Limits,
@@ -38,12 +38,7 @@ pub(super) struct Spares {
 }
 
 impl Spares {
-    pub fn new(
-        engine: Arc<EngineShared>,
-        pre: PolicyPre<GuestContext>,
-        limits: Limits,
-        depth: usize,
-    ) -> Arc<Spares> {
+    pub fn new(engine: Arc<EngineShared>, pre: PolicyPre, limits: Limits, depth: usize) -> Arc<Spares> {
         Arc::new(Spares {
             engine,
             pre,

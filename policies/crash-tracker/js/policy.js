@@ -6,6 +6,9 @@
 
 import { allow, deny, isRead } from 'airlock-policy';
 
+// Shows no MCP listing: the SDK's default `visible` hides every item.
+export { hideAll as visible } from 'airlock-policy';
+
 const SERVICE = 'crash-reporting';
 const MAX_RESPONSE_BYTES = 50 * 1024;
 

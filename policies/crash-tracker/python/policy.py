@@ -6,14 +6,13 @@ From the role definition: services `[crash-reporting]`, actions `[read]`,
 responses capped at 50 KB.
 """
 
-import wit_world
-from airlock_policy import Description, allow, deny, is_read
+from airlock_policy import Description, Policy, allow, deny, is_read
 
 SERVICE = "crash-reporting"
 MAX_RESPONSE_BYTES = 50 * 1024
 
 
-class WitWorld(wit_world.WitWorld):
+class WitWorld(Policy):
     def describe(self):
         return Description(name="crash-tracker", version="0.1.0")
 

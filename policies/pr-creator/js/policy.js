@@ -33,6 +33,9 @@ import {
   trimStart,
 } from 'airlock-policy';
 
+// Shows no MCP listing: the SDK's default `visible` hides every item.
+export { hideAll as visible } from 'airlock-policy';
+
 const SERVICE = 'code';
 const TTL_SECONDS = 120;
 

@@ -17,12 +17,12 @@ read differently from what this policy checked.
 
 import re
 
-import wit_world
 from airlock_policy import (
     BodyError,
     Description,
     Diff,
     DiffError,
+    Policy,
     allow,
     body_json,
     deny,
@@ -54,7 +54,7 @@ class Refused(Exception):
     """A rule refused the request; the message is the reason."""
 
 
-class WitWorld(wit_world.WitWorld):
+class WitWorld(Policy):
     def describe(self):
         return Description(name="pr-creator", version="0.1.0")
 

@@ -1,4 +1,4 @@
-// Fake `airlock:policy/log@0.1.0` for native tests: records every call.
+// Fake `airlock:policy/log@0.2.0` for native tests: records every call.
 
 import { current } from './host.js';
 

@@ -1,4 +1,4 @@
-// Fake `airlock:policy/state@0.1.0` for native tests, with the host's
+// Fake `airlock:policy/state@0.2.0` for native tests, with the host's
 // semantics: reads see the committed state plus this evaluation's writes.
 
 import { current } from './host.js';

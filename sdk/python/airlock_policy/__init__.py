@@ -1,12 +1,13 @@
 """Write Airlock policies in Python, for componentize-py.
 
-A policy is a `policy.py` that defines `class WitWorld(wit_world.WitWorld)`
-with `evaluate(self, request)` and `describe(self)`:
+A policy is a `policy.py` that defines `class WitWorld(Policy)` with
+`evaluate(self, request)` and `describe(self)`, and `visible(self,
+principal, service, kind, names)` if it shows MCP listings (`Policy`'s
+default hides every item):
 
-    import wit_world
-    from airlock_policy import Description, allow, deny, is_read
+    from airlock_policy import Description, Policy, allow, deny, is_read
 
-    class WitWorld(wit_world.WitWorld):
+    class WitWorld(Policy):
         def describe(self):
             return Description(name="read-only", version="1.0.0")
 
@@ -17,21 +18,24 @@ with `evaluate(self, request)` and `describe(self)`:
 
 The helpers mirror the Rust SDK, result for result: verdicts (`allow`,
 `deny`, `escalate`), the action (`op`, `param`, `query`, `header`,
-`body_str`, strict `body_json`), `paths` (globs, prefixes, normalisation),
+`body_str`, strict `body_json`), MCP calls (`mcp`: method, name, tool,
+strictly parsed arguments), `paths` (globs, prefixes, normalisation),
 `diff` (unified diffs into files and line counts), `rust` (Rust's string
 semantics, e.g. `rust_debug` for reasons that quote like `{:?}`), and the
 host imports `state` (workflow-scoped, committed only on allow) and `log`.
 `airlock_policy.testing` runs a policy natively, under pytest.
 """
 
-from wit_world.imports.types import Description
+from wit_world.imports.types import Description, Listing
 
 from . import log, paths, rust, state
 from .action import BodyError, body_json, body_str, header, is_read, op, param, query
 from .diff import Diff, DiffError, FileChange, FileStatus
+from .mcp_call import Mcp, McpError, mcp
 from .rust import debug as rust_debug
 from .strict_json import parse_strict
 from .verdicts import allow, deny, escalate, kind, reason
+from .world import Policy, hide_all, show_only
 
 __all__ = [
     "BodyError",
@@ -40,15 +44,21 @@ __all__ = [
     "DiffError",
     "FileChange",
     "FileStatus",
+    "Listing",
+    "Mcp",
+    "McpError",
+    "Policy",
     "allow",
     "body_json",
     "body_str",
     "deny",
     "escalate",
     "header",
+    "hide_all",
     "is_read",
     "kind",
     "log",
+    "mcp",
     "op",
     "param",
     "parse_strict",
@@ -57,5 +67,6 @@ __all__ = [
     "reason",
     "rust",
     "rust_debug",
+    "show_only",
     "state",
 ]

@@ -20,13 +20,14 @@ must not import it.
 """
 
 import base64
+import json
 import time
 import tomllib
 from dataclasses import dataclass
 
 from wit_world.imports import log as _host_log
 from wit_world.imports import state as _host_state
-from wit_world.imports.types import Action, Approval, Principal, Request, Usage
+from wit_world.imports.types import Action, Approval, Listing, McpCall, Principal, Request, Usage
 
 from .rust import parse_i64, to_ascii_lowercase
 from .verdicts import kind, reason
@@ -59,6 +60,35 @@ class Harness:
         """Evaluate one request. The policy's state writes are committed when
         the verdict is allow and discarded otherwise, as in the host."""
         writes: dict[str, str] = {}
+        verdict = self._run(writes, lambda: self.policy.evaluate(request))
+        if kind(verdict) == "allow":
+            self.state.update(writes)
+        return verdict
+
+    def visible(self, service: str, kind, names, *, principal: dict | None = None) -> list[bool]:
+        """Ask the policy's `visible` which of `names` (of `kind`: a
+        `Listing` or its WIT name, `"tools"`, `"resources"`,
+        `"resource-templates"`, `"prompts"`) on MCP `service` the principal
+        (the `request` default, overridden by `principal={...}`) may see.
+        Its state writes are discarded, as in the host. An answer that is not
+        one bool per name fails the test (the host would hide everything)."""
+        names = list(names)
+        who = _principal(_test_principal(principal))
+        listing = _listing(kind)
+        answer = self._run({}, lambda: self.policy.visible(who, service, listing, list(names)))
+        if not isinstance(answer, list) or len(answer) != len(names) or not all(isinstance(b, bool) for b in answer):
+            raise AssertionError(f"visible must answer one bool per name ({len(names)}), got {answer!r}")
+        return answer
+
+    def visible_names(self, service: str, kind, names, *, principal: dict | None = None) -> list[str]:
+        """The names `visible` lets the principal see, in order."""
+        names = list(names)
+        return [name for name, seen in zip(names, self.visible(service, kind, names, principal=principal)) if seen]
+
+    def _run(self, writes: dict[str, str], call):
+        """Run `call` with the host imports played by this harness: state
+        reads see the committed state plus `writes`, which collects the
+        writes; log records join `self.logs` once `call` returns."""
         logs: list[LogRecord] = []
 
         def get(key: str) -> str | None:
@@ -88,14 +118,12 @@ class Harness:
         for (module, name), fake in fakes.items():
             setattr(module, name, fake)
         try:
-            verdict = self.policy.evaluate(request)
+            result = call()
         finally:
             for (module, name), original in saved.items():
                 setattr(module, name, original)
-        if kind(verdict) == "allow":
-            self.state.update(writes)
         self.logs.extend(logs)
-        return verdict
+        return result
 
     def expect_allow(self, request: Request):
         """Evaluate and return the grant; fails the test with the verdict otherwise."""
@@ -127,13 +155,101 @@ def request(service: str, method: str, path: str, *, principal: dict | None = No
     `body_base64`, `body_truncated`); `body` may also be bytes.
     """
     data = {
-        "principal": {"agent": "test-agent", "role": "test-role", "session": "test-session", "workflow": "wf-test", **(principal or {})},
+        "principal": _test_principal(principal),
         "action": {"service": service, "method": method, "path": path, **action},
         "usage": {"window_seconds": 60, **(usage or {})},
     }
     if approval is not None:
         data["approval"] = approval
     return request_from_json(data)
+
+
+def _test_principal(overrides: dict | None) -> dict:
+    return {"agent": "test-agent", "role": "test-role", "session": "test-session", "workflow": "wf-test", **(overrides or {})}
+
+
+# What an MCP call's `name` is, by method, as the host reads it from `params`.
+_MCP_NAME_KEYS = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+    "resources/subscribe": "uri",
+    "resources/unsubscribe": "uri",
+}
+_NOTIFICATION = object()
+
+
+def mcp_request(service: str, method: str, name: str | None = None, arguments=None, id=_NOTIFICATION, **fields) -> Request:
+    """The request the host makes of one JSON-RPC message to MCP service
+    `service`: operation `method`, or `method:name` when the call names
+    something; `POST /mcp`; the message (`{"jsonrpc": "2.0", "id", "method",
+    "params"}`) as the body; and `action.mcp` set as the host sets it.
+
+    `name` is the tool or prompt name (`tools/call`, `prompts/get`) or the
+    resource URI (`resources/read`, `resources/subscribe`,
+    `resources/unsubscribe`), required for those methods and refused for the
+    others. `arguments` (a dict, default `{}`) are `params.arguments` for
+    `tools/call` and `prompts/get`, and the other `params` for any other
+    method; as a string it is used verbatim as `mcp.arguments` and spliced
+    into the body, to test text the host never sends (not JSON, not an
+    object). `id` is the JSON-RPC id (an int or a string); it defaults to 1,
+    or to none (a notification) for `notifications/...` methods; pass
+    `id=None` for a notification. Further keywords are those of `request`
+    (`principal`, `usage`, `approval`, `headers`...).
+    """
+    if id is _NOTIFICATION:
+        id = None if method.startswith("notifications/") else 1
+    if id is not None and (isinstance(id, bool) or not isinstance(id, int | str)):
+        raise ValueError(f"mcp_request: the JSON-RPC id must be an int or a string, not {id!r}")
+    key = _MCP_NAME_KEYS.get(method)
+    if key is None and name is not None:
+        raise ValueError(f"mcp_request: {method} names nothing, so it takes no name")
+    if key is not None and not name:
+        raise ValueError(f"mcp_request: {method} needs a name (`params.{key}`)")
+    raw = arguments if isinstance(arguments, str) else None
+    if raw is None:
+        arguments = dict(arguments or {})
+        if not all(isinstance(k, str) for k in arguments):
+            raise ValueError("mcp_request: argument names must be strings")
+    # The host's `mcp.arguments`: `params.arguments` for a tool or prompt,
+    # else the params (the URI included) but `_meta`; compact, keys sorted.
+    if raw is not None:
+        params = seen = None
+    elif method in ("tools/call", "prompts/get"):
+        params = {key: name, "arguments": arguments}
+        seen = arguments
+    else:
+        params = {**({key: name} if key else {}), **arguments}
+        seen = {k: v for k, v in params.items() if k != "_meta"}
+    message = {"jsonrpc": "2.0", **({} if id is None else {"id": id}), "method": method}
+    if raw is not None:
+        # Text the host never produces, spliced in as it is.
+        head = _json(message)[:-1]
+        if method in ("tools/call", "prompts/get"):
+            body = f'{head},"params":{{{_json(key)}:{_json(name)},"arguments":{raw}}}}}'
+        else:
+            body = f'{head},"params":{raw}}}'
+        mcp = {"method": method, "name": name, "arguments": {}, "id": id}
+    else:
+        if params or method in ("tools/call", "prompts/get"):
+            message["params"] = params
+        body = _json(message)
+        mcp = {"method": method, "name": name, "arguments": seen, "id": id}
+    operation = method if name is None else f"{method}:{name}"
+    req = request(service, "POST", "/mcp", operation=operation, body=body, mcp=mcp, **fields)
+    if raw is not None:
+        req.action.mcp.arguments = raw
+    return req
+
+
+def tool_call(service: str, tool: str, arguments=None, **fields) -> Request:
+    """The request of a `tools/call` of `tool` with `arguments` (see `mcp_request`)."""
+    return mcp_request(service, "tools/call", tool, arguments, **fields)
+
+
+def _json(value) -> str:
+    """Compact JSON text with sorted keys, as serde_json writes a value."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def request_from_json(data: dict) -> Request:
@@ -169,7 +285,7 @@ def _action(data) -> Action:
         data,
         "action",
         required=("service", "method", "path"),
-        optional=("operation", "params", "query", "headers", "body", "body_base64", "body_truncated"),
+        optional=("operation", "params", "query", "headers", "body", "body_base64", "body_truncated", "mcp"),
     )
     if data.get("body") is not None and data.get("body_base64") is not None:
         raise ValueError("action: give `body` or `body_base64`, not both")
@@ -201,7 +317,39 @@ def _action(data) -> Action:
         headers=[(to_ascii_lowercase(k), v) for k, v in _pairs(data.get("headers"), "action.headers")],
         body=body,
         body_truncated=truncated,
+        mcp=None if data.get("mcp") is None else _mcp(data["mcp"]),
     )
+
+
+def _mcp(data) -> McpCall:
+    """`action.mcp` from its JSON form, `{"method", "name", "arguments", "id"}`:
+    `arguments` an object (default `{}`) and `id` any JSON value, both
+    turned into compact JSON text with sorted keys, as the host turns them."""
+    data = _fields(data, "action.mcp", required=("method",), optional=("name", "arguments", "id"))
+    method = _str(data, "method", "action.mcp")
+    if not method:
+        raise ValueError("action.mcp.method is empty")
+    arguments = data.get("arguments")
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise ValueError("action.mcp.arguments: expected an object")
+    id = data.get("id")
+    return McpCall(
+        method=method,
+        name=_str(data, "name", "action.mcp", optional=True),
+        arguments=_json(arguments),
+        id=None if id is None else _json(id),
+    )
+
+
+def _listing(kind) -> Listing:
+    if isinstance(kind, Listing):
+        return kind
+    names = {"tools": Listing.TOOLS, "resources": Listing.RESOURCES, "resource-templates": Listing.RESOURCE_TEMPLATES, "prompts": Listing.PROMPTS}
+    if kind not in names:
+        raise ValueError(f"listing: {kind!r} is not one of {', '.join(names)}")
+    return names[kind]
 
 
 def _usage(data) -> Usage:

@@ -5,6 +5,9 @@
 
 import { deny } from 'airlock-policy';
 
+// Shows no MCP listing: the SDK's default `visible` hides every item.
+export { hideAll as visible } from 'airlock-policy';
+
 let calls = 0;
 
 export function describe() {

@@ -12,3 +12,8 @@ export function evaluate() {
   let n = 0;
   for (;;) n = (n * 1103515245 + 12345) % 2147483648;
 }
+
+// Shows no MCP listing (without the SDK, which this guest does not import).
+export function visible(principal, service, kind, names) {
+  return names.map(() => false);
+}

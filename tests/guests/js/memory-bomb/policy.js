@@ -21,3 +21,8 @@ export function evaluate() {
     hoard.push(chunk);
   }
 }
+
+// Shows no MCP listing (without the SDK, which this guest does not import).
+export function visible(principal, service, kind, names) {
+  return names.map(() => false);
+}

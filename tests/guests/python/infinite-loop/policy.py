@@ -5,11 +5,10 @@ The host must answer: deny, class `fuel` (or `deadline` when the fuel budget
 is so large that the wall-clock limit fires first).
 """
 
-import wit_world
-from airlock_policy import Description
+from airlock_policy import Description, Policy
 
 
-class WitWorld(wit_world.WitWorld):
+class WitWorld(Policy):
     def describe(self):
         return Description(name="infinite-loop", version="0.1.0")
 

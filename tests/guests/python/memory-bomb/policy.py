@@ -6,13 +6,12 @@ fills every byte, and keeps them all, without bound. Sooner or later
 The host must answer: deny, class `memory`.
 """
 
-import wit_world
-from airlock_policy import Description
+from airlock_policy import Description, Policy
 
 CHUNK = 1 << 20
 
 
-class WitWorld(wit_world.WitWorld):
+class WitWorld(Policy):
     def describe(self):
         return Description(name="memory-bomb", version="0.1.0")
 
