@@ -785,3 +785,139 @@ fn malformed_oversized_and_batched_bodies_each_get_their_jsonrpc_answer_and_one_
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(message_of(&r.json()).contains("2025-03-26"), "{}", r.text());
 }
+
+#[test]
+fn an_escalated_call_goes_through_once_a_human_approves_it_and_only_once() {
+    let world = World::new();
+    let upstream = McpServer::start();
+    let airlock = start_airlock(&world, &upstream);
+    let (_, handle) = airlock.session(&world, "github-mcp", AGENT, 600);
+    let reason = "create_pull_request: a pull request into release needs a human's approval";
+    let pr = shop(json!({"title": "Backport fix", "head": "agent/fix-checkout", "base": "release"}));
+
+    // Into release: held for a human, as a JSON-RPC error naming the
+    // reason and the approval id; nothing reaches the server.
+    let first = agent(
+        &agent_url(&airlock),
+        Some(&handle),
+        json!([call("create_pull_request", pr.clone())]),
+    );
+    let held = step(&first, 0);
+    assert_eq!(held["ok"], false, "{first}");
+    let e = &held["error"];
+    assert_eq!(e["code"], -32002, "{held}");
+    assert_eq!(e["data"]["error"], "escalated", "{held}");
+    let approval = e["data"]["approval_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no approval id: {held}"))
+        .to_string();
+    let message = e["message"].as_str().unwrap_or_default();
+    assert!(message.contains(reason), "{message:?} names the rule");
+    assert!(message.contains(&approval), "{message:?} names {approval}");
+    assert!(
+        message.contains(&format!("params._meta[\"airlock/approval\"] = \"{approval}\"")),
+        "{message:?} says how to retry"
+    );
+    assert!(
+        e["data"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(reason)),
+        "{held}"
+    );
+    assert!(upstream.tools_called().is_empty(), "{:?}", upstream.log());
+
+    // A retry before anyone approved is refused, and still forwards nothing.
+    let meta = json!({"airlock/approval": approval});
+    let early = agent(
+        &agent_url(&airlock),
+        Some(&handle),
+        json!([{"op": "call_tool", "name": "create_pull_request", "arguments": pr, "meta": meta}]),
+    );
+    let s = step(&early, 0);
+    assert_eq!(s["error"]["code"], -32003, "{early}");
+    assert_eq!(s["error"]["data"]["error"], "approval_invalid", "{early}");
+    assert!(message_of(s).contains("still pending"), "{s}");
+    assert!(upstream.tools_called().is_empty(), "{:?}", upstream.log());
+
+    // A human approves it through the admin API.
+    let pending = airlock.admin(&world, "GET", "/v1/approvals?status=pending", "");
+    assert!(pending.text().contains(&approval), "{}", pending.text());
+    let r = airlock.admin(
+        &world,
+        "POST",
+        &format!("/v1/approvals/{approval}/approve"),
+        &json!({"approver": "alice@acme.example"}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // The same call with the approval in `_meta` goes through, once; a
+    // second retry with the same id is refused.
+    let with = json!({"op": "call_tool", "name": "create_pull_request", "arguments": pr, "meta": meta});
+    let retried = agent(&agent_url(&airlock), Some(&handle), json!([with, with]));
+    let ok = step(&retried, 0);
+    assert_eq!(ok["ok"], true, "{retried}");
+    assert_eq!(ok["isError"], false, "{retried}");
+    assert!(
+        ok["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("\"base\": \"release\"")),
+        "{ok}"
+    );
+    let again = step(&retried, 1);
+    assert_eq!(again["ok"], false, "{retried}");
+    assert_eq!(again["error"]["code"], -32003, "{again}");
+    assert_eq!(again["error"]["data"]["error"], "approval_invalid", "{again}");
+    assert!(
+        message_of(again).contains(&format!("approval {approval} was already used")),
+        "{again}"
+    );
+
+    // Exactly one create_pull_request reached the server, with a token
+    // minted for it.
+    assert_eq!(upstream.tools_called(), ["create_pull_request"]);
+    let sent = upstream.request_for("create_pull_request");
+    assert_eq!(sent["arguments"]["base"], "release");
+    assert_eq!(sent["arguments"]["head"], "agent/fix-checkout");
+    let c = verified_claims(&world, &airlock, sent["authorization"].as_str().expect("auth"));
+    assert_eq!(c["scope"], "pulls:write", "{c}");
+    assert_eq!(c["sub"], AGENT);
+
+    // The four calls' records all carry the approval id: held, refused
+    // (pending), allowed with the token it minted, refused (used).
+    let records: Vec<Value> = message_records(&airlock)
+        .into_iter()
+        .filter(|r| r["operation"] == "tools/call:create_pull_request")
+        .collect();
+    assert_eq!(
+        strs(&records, "verdict"),
+        ["escalate", "deny", "allow", "deny"],
+        "{records:?}"
+    );
+    assert_eq!(
+        strs(&records, "error"),
+        ["escalated", "approval_invalid", "-", "approval_invalid"],
+        "{records:?}"
+    );
+    for r in &records {
+        assert_eq!(r["approval_id"], approval.as_str(), "{r}");
+        assert_eq!(r["mcp_name"], "create_pull_request", "{r}");
+    }
+    assert_eq!(records[0]["decision_id"], e["data"]["decision_id"]);
+    assert!(
+        records[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(reason)),
+        "{}",
+        records[0]
+    );
+    assert_eq!(records[2]["token_jti"], c["jti"]);
+    assert_eq!(records[2]["token_scope"], "pulls:write");
+    for r in [&records[0], &records[1], &records[3]] {
+        assert!(r["token_jti"].is_null(), "a refusal mints nothing: {r}");
+    }
+    let digests = strs(&records, "mcp_arguments_sha256");
+    assert!(
+        digests.iter().all(|d| d == &digests[0]),
+        "the same call: {digests:?}"
+    );
+}

@@ -8,7 +8,7 @@ HANDLE` (how Airlock knows the agent's session); without it the agent talks
 to the server directly. The script is a JSON list of steps:
 
     {"op": "list_tools"}
-    {"op": "call_tool", "name": "get_me", "arguments": {}}
+    {"op": "call_tool", "name": "get_me", "arguments": {}, "meta": {...}}   # meta: params._meta, optional
     {"op": "ping"}
     {"op": "raw", "body": "<text>", "headers": {...}}   # urllib, same session
 
@@ -91,7 +91,7 @@ async def run_step(session: ClientSession, url: str, headers: dict, report: dict
             result = await session.list_tools()
             return {"ok": True, "op": op, "tools": [t.name for t in result.tools]}
         if op == "call_tool":
-            result = await session.call_tool(step["name"], step.get("arguments") or {})
+            result = await session.call_tool(step["name"], step.get("arguments") or {}, meta=step.get("meta"))
             return {
                 "ok": True,
                 "op": op,

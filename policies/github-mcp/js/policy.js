@@ -1,15 +1,17 @@
 // `github-mcp`: an agent working on one repository through GitHub's MCP
 // server: it may read its issues and some of its files and open pull
-// requests from `agent/` branches, and never merges. A port of
-// ../src/lib.rs that gives the same verdicts, reasons and grants for every
-// request.
+// requests from `agent/` branches, and never merges. A pull request into
+// `main` is allowed; one into any other base branch escalates to a human,
+// and once approved the identical call (carrying the approval) is allowed,
+// once. A port of ../src/lib.rs that gives the same verdicts, reasons and
+// grants for every request.
 //
 // Every JSON-RPC message the agent sends is one decision. The session's own
 // housekeeping (`initialize`, `ping`, notifications, `tools/list`) is
 // allowed; each `tools/call` is decided by its tool and its arguments;
 // `tools/list` shows only the tools some call could be allowed.
 
-import { McpError, allow, deny, hideAll, mcp, showOnly } from 'airlock-policy';
+import { McpError, allow, deny, escalate, hideAll, mcp, showOnly } from 'airlock-policy';
 
 const SERVICE = 'github-mcp';
 const TTL_SECONDS = 60;
@@ -28,6 +30,9 @@ const READABLE_FILES = ['README.md'];
 const READABLE_DIRS = ['src/', 'docs/'];
 
 const AGENT_BRANCH_PREFIX = 'agent/';
+
+// The base branch a pull request may target without a human's approval.
+const DEFAULT_BASE = 'main';
 
 /** A rule refused the call; the message is the reason. */
 class Refused extends Error {}
@@ -49,7 +54,7 @@ export function evaluate(request) {
   if (call.method !== 'tools/call') return deny(`github-mcp does not use MCP method ${call.method}`);
   const tool = call.tool ?? '';
   try {
-    return toolCall(tool, call);
+    return toolCall(tool, call, request.approval != null);
   } catch (e) {
     // "list_issues: argument `owner` must be a string",
     // "list_issues: arguments are not a JSON object"
@@ -65,8 +70,9 @@ export function visible(principal, service, kind, names) {
 }
 
 // The verdict on a `tools/call` of `tool`; throws McpError for an argument
-// that cannot be read and Refused for one a rule refuses.
-function toolCall(tool, call) {
+// that cannot be read and Refused for one a rule refuses. `approved`: the
+// request carries a human's approval of exactly this call.
+function toolCall(tool, call, approved) {
   switch (tool) {
     case 'get_me':
       return allow({ scopes: ['user:read'], ttlSeconds: TTL_SECONDS });
@@ -86,6 +92,12 @@ function toolCall(tool, call) {
       const head = call.argStr('head');
       if (!(head.startsWith(AGENT_BRANCH_PREFIX) && head.length > AGENT_BRANCH_PREFIX.length)) {
         throw new Refused(`create_pull_request: head branch ${head} is not an agent/ branch`);
+      }
+      // Into any branch but main only with a human's approval of this very
+      // call (the host checks it is for this request).
+      const base = call.argStr('base');
+      if (base !== DEFAULT_BASE && !approved) {
+        return escalate(`create_pull_request: a pull request into ${base} needs a human's approval`);
       }
       // One token, one pull request.
       return allow({ scopes: ['pulls:write'], ttlSeconds: TTL_SECONDS, singleUse: true });

@@ -140,7 +140,7 @@ test('reads only the allowed repository', () => {
 test('opens pull requests from agent branches', () => {
   const grant = allowed(call('create_pull_request', { head: 'agent/fix-pager', base: 'main', title: 'Fix pager', ...REPO }));
   assert.deepEqual(grantOf(grant), [['pulls:write'], 60, true, undefined, []]);
-  allowed(call('create_pull_request', { head: 'agent/x/y', ...REPO }));
+  allowed(call('create_pull_request', { head: 'agent/x/y', base: 'main', ...REPO }));
   for (const head of ['main', 'agent/', 'agent', 'Agent/fix', 'feature/agent/fix', ' agent/fix', 'agents/fix']) {
     assert.equal(
       denied(call('create_pull_request', { head, base: 'main', ...REPO })),
@@ -150,6 +150,41 @@ test('opens pull requests from agent branches', () => {
   assert.equal(
     denied(call('create_pull_request', { head: 'agent/fix', owner: 'evil', repo: 'shop' })),
     'create_pull_request: repository evil/shop is not one github-mcp may use (acme/shop)',
+  );
+});
+
+const APPROVAL = { id: 'apr_test', approver: 'alice@acme.example', approved_at_ms: 1 };
+
+test('pull requests into another base need a human', () => {
+  const args = { title: 'Fix', head: 'agent/fix-1', base: 'release', ...REPO };
+  assert.equal(
+    new Harness(policy).expectEscalate(call('create_pull_request', args)),
+    "create_pull_request: a pull request into release needs a human's approval",
+  );
+  for (const base of ['Main', 'main ', '', 'develop']) {
+    assert.equal(
+      new Harness(policy).expectEscalate(call('create_pull_request', { ...args, base })),
+      `create_pull_request: a pull request into ${base} needs a human's approval`,
+    );
+  }
+  // With the human's approval of this call, as for main.
+  const grant = allowed(toolCall(SERVICE, 'create_pull_request', args, { approval: APPROVAL }));
+  assert.deepEqual(grantOf(grant), [['pulls:write'], 60, true, undefined, []]);
+  // The head branch and the repository are checked first, and the base must be a string.
+  assert.equal(
+    denied(call('create_pull_request', { head: 'main', base: 'release', ...REPO })),
+    'create_pull_request: head branch main is not an agent/ branch',
+  );
+  for (const base of [null, 7, ['main']]) {
+    assert.equal(
+      denied(call('create_pull_request', { head: 'agent/x', base, ...REPO })),
+      'create_pull_request: argument `base` must be a string',
+    );
+  }
+  assert.equal(denied(call('create_pull_request', { head: 'agent/x', ...REPO })), 'create_pull_request: argument `base` must be a string');
+  assert.equal(
+    denied(toolCall(SERVICE, 'create_pull_request', { ...args, base: 7 }, { approval: APPROVAL })),
+    'create_pull_request: argument `base` must be a string',
   );
 });
 

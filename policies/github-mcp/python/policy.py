@@ -1,6 +1,8 @@
 """`github-mcp`: an agent working on one repository through GitHub's MCP
 server: it may read its issues and some of its files and open pull
-requests from `agent/` branches, and never merges.
+requests from `agent/` branches, and never merges. A pull request into
+`main` is allowed; one into any other base branch escalates to a human, and
+once approved the identical call (carrying the approval) is allowed, once.
 
 A port of the Rust policy in `../src/lib.rs`, decision for decision and
 reason for reason; the two answer every request alike.
@@ -11,7 +13,7 @@ each `tools/call` is decided by its tool and its arguments; `tools/list`
 shows only the tools some call could be allowed.
 """
 
-from airlock_policy import Description, Listing, McpError, Policy, allow, deny, hide_all, mcp, show_only
+from airlock_policy import Description, Listing, McpError, Policy, allow, deny, escalate, hide_all, mcp, show_only
 
 SERVICE = "github-mcp"
 TTL_SECONDS = 60
@@ -32,6 +34,9 @@ READABLE_FILES = ("README.md",)
 READABLE_DIRS = ("src/", "docs/")
 
 AGENT_BRANCH_PREFIX = "agent/"
+
+# The base branch a pull request may target without a human's approval.
+DEFAULT_BASE = "main"
 
 
 class Refused(Exception):
@@ -55,7 +60,7 @@ class WitWorld(Policy):
             return deny(f"github-mcp does not use MCP method {call.method}")
         tool = call.tool or ""
         try:
-            return _tool_call(tool, call)
+            return _tool_call(tool, call, request.approval is not None)
         except McpError as e:
             # "list_issues: argument `owner` must be a string",
             # "list_issues: arguments are not a JSON object"
@@ -69,9 +74,10 @@ class WitWorld(Policy):
         return show_only(names, VISIBLE_TOOLS)
 
 
-def _tool_call(tool: str, call):
+def _tool_call(tool: str, call, approved: bool):
     """The verdict on a `tools/call` of `tool`; raises `McpError` for an
-    argument that cannot be read and `Refused` for one a rule refuses."""
+    argument that cannot be read and `Refused` for one a rule refuses.
+    `approved`: the request carries a human's approval of exactly this call."""
     if tool == "get_me":
         return allow(["user:read"], TTL_SECONDS)
     if tool == "list_issues":
@@ -90,6 +96,11 @@ def _tool_call(tool: str, call):
         head = call.arg_str("head")
         if not (head.startswith(AGENT_BRANCH_PREFIX) and len(head) > len(AGENT_BRANCH_PREFIX)):
             raise Refused(f"create_pull_request: head branch {head} is not an agent/ branch")
+        # Into any branch but main only with a human's approval of this very
+        # call (the host checks it is for this request).
+        base = call.arg_str("base")
+        if base != DEFAULT_BASE and not approved:
+            return escalate(f"create_pull_request: a pull request into {base} needs a human's approval")
         # One token, one pull request.
         return allow(["pulls:write"], TTL_SECONDS, single_use=True)
     if tool == "merge_pull_request":

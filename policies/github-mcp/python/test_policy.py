@@ -148,12 +148,36 @@ def test_reads_only_the_allowed_repository():
 def test_opens_pull_requests_from_agent_branches():
     grant = allowed(call("create_pull_request", head="agent/fix-pager", base="main", title="Fix pager", **REPO))
     assert (grant.scopes, grant.ttl_seconds, grant.single_use) == (["pulls:write"], 60, True)
-    allowed(call("create_pull_request", head="agent/x/y", **REPO))
+    allowed(call("create_pull_request", head="agent/x/y", base="main", **REPO))
     for head in ["main", "agent/", "agent", "Agent/fix", "feature/agent/fix", " agent/fix", "agents/fix"]:
         reason = denied(call("create_pull_request", head=head, base="main", **REPO))
         assert reason == f"create_pull_request: head branch {head} is not an agent/ branch"
     reason = denied(call("create_pull_request", head="agent/fix", owner="evil", repo="shop"))
     assert reason == "create_pull_request: repository evil/shop is not one github-mcp may use (acme/shop)"
+
+
+APPROVAL = {"id": "apr_test", "approver": "alice@acme.example", "approved_at_ms": 1}
+
+
+def test_pull_requests_into_another_base_need_a_human():
+    args = dict(title="Fix", head="agent/fix-1", base="release", **REPO)
+    reason = Harness(WitWorld).expect_escalate(call("create_pull_request", **args))
+    assert reason == "create_pull_request: a pull request into release needs a human's approval"
+    for base in ["Main", "main ", "", "develop"]:
+        reason = Harness(WitWorld).expect_escalate(call("create_pull_request", **dict(args, base=base)))
+        assert reason == f"create_pull_request: a pull request into {base} needs a human's approval"
+    # With the human's approval of this call, as for main.
+    grant = allowed(tool_call(SERVICE, "create_pull_request", args, approval=APPROVAL))
+    assert (grant.scopes, grant.ttl_seconds, grant.single_use) == (["pulls:write"], 60, True)
+    # The head branch and the repository are checked first, and the base must be a string.
+    reason = denied(call("create_pull_request", head="main", base="release", **REPO))
+    assert reason == "create_pull_request: head branch main is not an agent/ branch"
+    for base in [None, 7, ["main"]]:
+        reason = denied(call("create_pull_request", head="agent/x", base=base, **REPO))
+        assert reason == "create_pull_request: argument `base` must be a string"
+    assert denied(call("create_pull_request", head="agent/x", **REPO)) == "create_pull_request: argument `base` must be a string"
+    reason = denied(tool_call(SERVICE, "create_pull_request", dict(args, base=7), approval=APPROVAL))
+    assert reason == "create_pull_request: argument `base` must be a string"
 
 
 def test_never_merges():

@@ -2,10 +2,14 @@
 //!
 //! The role may list issues and read files under the allowed paths of its
 //! one repository, may open a pull request only from a branch of its own
-//! (`agent/…`), and never merges. What it may not call it does not see:
-//! `visible` shows exactly the tools `evaluate` can allow.
+//! (`agent/…`), and never merges. A pull request into `main` is allowed;
+//! one into any other base branch escalates to a human, and once approved
+//! the identical call (carrying the approval) is allowed, once. What it may
+//! not call it does not see: `visible` shows exactly the tools `evaluate`
+//! can allow.
 //!
-//! The same rules, message for message, are in `python/policy.py`.
+//! The same rules, message for message, are in `python/policy.py` and
+//! `js/policy.js`.
 
 use airlock_sdk::prelude::*;
 
@@ -15,6 +19,8 @@ const ALLOWED_REPOS: &[&str] = &["acme/shop"];
 const READABLE_FILES: &[&str] = &["README.md"];
 const READABLE_DIRS: &[&str] = &["src/", "docs/"];
 const AGENT_BRANCH_PREFIX: &str = "agent/";
+/// The base branch a pull request may target without a human's approval.
+const DEFAULT_BASE: &str = "main";
 /// The MCP plumbing a client needs before and between tool calls.
 const SESSION_METHODS: &[&str] = &[
     "initialize",
@@ -59,8 +65,8 @@ impl Policy for GithubMcp {
         if call.method != "tools/call" {
             return Verdict::deny(format!("github-mcp does not use MCP method {}", call.method));
         }
-        match decide_tool(call) {
-            Ok(grant) => Verdict::allow(grant),
+        match decide_tool(call, request.approval.is_some()) {
+            Ok(verdict) => verdict,
             Err(reason) => Verdict::deny(reason),
         }
     }
@@ -73,13 +79,16 @@ impl Policy for GithubMcp {
     }
 }
 
-fn decide_tool(call: &McpCall) -> Result<Grant, String> {
+/// The verdict on a `tools/call`; `Err` is a deny's reason. `approved`:
+/// the request carries a human's approval of exactly this call.
+fn decide_tool(call: &McpCall, approved: bool) -> Result<Verdict, String> {
     let tool = call.name.as_deref().unwrap_or("");
+    let allow = |scope: &str| Verdict::allow(Grant::new(TTL_SECONDS).scope(scope));
     match tool {
-        "get_me" => Ok(Grant::new(TTL_SECONDS).scope("user:read")),
+        "get_me" => Ok(allow("user:read")),
         "list_issues" => {
             allowed_repo(call, tool)?;
-            Ok(Grant::new(TTL_SECONDS).scope("issues:read"))
+            Ok(allow("issues:read"))
         }
         "get_file_contents" => {
             allowed_repo(call, tool)?;
@@ -89,7 +98,7 @@ fn decide_tool(call: &McpCall) -> Result<Grant, String> {
                     "get_file_contents: path {path} is outside the allowed paths (README.md, src/, docs/)"
                 ));
             }
-            Ok(Grant::new(TTL_SECONDS).scope("contents:read"))
+            Ok(allow("contents:read"))
         }
         "create_pull_request" => {
             allowed_repo(call, tool)?;
@@ -99,7 +108,18 @@ fn decide_tool(call: &McpCall) -> Result<Grant, String> {
                     "create_pull_request: head branch {head} is not an agent/ branch"
                 ));
             }
-            Ok(Grant::new(TTL_SECONDS).scope("pulls:write").single_use())
+            // Into any branch but main only with a human's approval of
+            // this very call (the host checks it is for this request).
+            let base = call.arg_str("base")?;
+            if base != DEFAULT_BASE && !approved {
+                return Ok(Verdict::escalate(format!(
+                    "create_pull_request: a pull request into {base} needs a human's approval"
+                )));
+            }
+            // One token, one pull request.
+            Ok(Verdict::allow(
+                Grant::new(TTL_SECONDS).scope("pulls:write").single_use(),
+            ))
         }
         "merge_pull_request" => Err("github-mcp never merges pull requests".into()),
         other => Err(format!("tool {other} is not one github-mcp may call")),
@@ -227,6 +247,52 @@ mod tests {
                 json!({"owner": "acme", "repo": "shop", "pullNumber": 7})
             )),
             "github-mcp never merges pull requests"
+        );
+    }
+
+    #[test]
+    fn pull_requests_into_another_base_need_a_human() {
+        let mut h = Harness::<GithubMcp>::new();
+        let args = json!({"owner": "acme", "repo": "shop", "title": "Fix", "head": "agent/fix-1", "base": "release"});
+        assert_eq!(
+            h.expect_escalate(&call("create_pull_request", args.clone())),
+            "create_pull_request: a pull request into release needs a human's approval"
+        );
+        // With the human's approval of this call, as for main.
+        let approved = Request::tool_call(SERVICE, "create_pull_request", args)
+            .approval(airlock_sdk::Approval {
+                id: "apr_test".into(),
+                approver: "alice@acme.example".into(),
+                approved_at_ms: 1,
+            })
+            .build();
+        let grant = h.expect_allow(&approved);
+        assert_eq!(grant.scopes, ["pulls:write"]);
+        assert!(grant.single_use);
+        // The head branch and the repository are checked first, and the
+        // base must be a string.
+        assert_eq!(
+            h.expect_deny(&call(
+                "create_pull_request",
+                json!({"owner": "acme", "repo": "shop", "head": "main", "base": "release"})
+            )),
+            "create_pull_request: head branch main is not an agent/ branch"
+        );
+        for base in [json!(null), json!(7), json!(["main"])] {
+            assert_eq!(
+                h.expect_deny(&call(
+                    "create_pull_request",
+                    json!({"owner": "acme", "repo": "shop", "head": "agent/x", "base": base})
+                )),
+                "create_pull_request: argument `base` must be a string"
+            );
+        }
+        assert_eq!(
+            h.expect_deny(&call(
+                "create_pull_request",
+                json!({"owner": "acme", "repo": "shop", "head": "agent/x"})
+            )),
+            "create_pull_request: argument `base` must be a string"
         );
     }
 
