@@ -139,22 +139,29 @@ impl Policy {
     }
 }
 
+/// A principal in the types of contract module `$w`.
+macro_rules! principal_in {
+    ($w:ident, $p:expr) => {
+        $w::Principal {
+            agent: $p.agent.clone(),
+            role: $p.role.clone(),
+            session: $p.session.clone(),
+            workflow: $p.workflow.clone(),
+            on_behalf_of: $p.on_behalf_of.clone(),
+            intent: $p.intent.clone(),
+        }
+    };
+}
+
 /// The fields every version's `request` shares; `$action_extra` adds what
 /// only newer versions' `action` has.
 macro_rules! request_in {
     ($w:path, $r:expr, { $($action_extra:tt)* }) => {{
         use $w as w;
         let r: &PolicyRequest = $r;
-        let (p, a, u) = (&r.principal, &r.action, &r.usage);
+        let (p, a, u): (&Principal, _, _) = (&r.principal, &r.action, &r.usage);
         w::Request {
-            principal: w::Principal {
-                agent: p.agent.clone(),
-                role: p.role.clone(),
-                session: p.session.clone(),
-                workflow: p.workflow.clone(),
-                on_behalf_of: p.on_behalf_of.clone(),
-                intent: p.intent.clone(),
-            },
+            principal: principal_in!(w, p),
             action: w::Action {
                 service: a.service.clone(),
                 operation: a.operation.clone(),
@@ -200,14 +207,7 @@ pub(crate) fn request_v2(r: &PolicyRequest) -> wit::Request {
 }
 
 fn principal_v2(p: &Principal) -> wit::Principal {
-    wit::Principal {
-        agent: p.agent.clone(),
-        role: p.role.clone(),
-        session: p.session.clone(),
-        workflow: p.workflow.clone(),
-        on_behalf_of: p.on_behalf_of.clone(),
-        intent: p.intent.clone(),
-    }
+    principal_in!(wit, p)
 }
 
 /// 0.1.0's verdict is 0.2.0's, field for field.
