@@ -87,6 +87,45 @@ fn infinite_loop_with_ample_fuel_hits_the_deadline() {
     expect_failure("infinite-loop", l, FailureClass::Deadline, "deadline");
 }
 
+/// A small policy decides on the async worker; the first decision that
+/// burns its fuel moves that policy version to the blocking pool, so a
+/// hostile policy holds a worker at most once. The good policy beside it
+/// stays inline, and both keep their verdicts.
+#[test]
+fn a_policy_that_spins_stops_deciding_on_the_async_worker() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let engine = engine();
+    let good = Arc::new(load(&engine, "good-allow"));
+    let spinning = Arc::new(load(&engine, "infinite-loop"));
+    assert!(good.decides_inline() && spinning.decides_inline());
+    let request = Arc::new(get("svc", "/x"));
+    runtime.block_on(async {
+        for _ in 0..2 {
+            let e = good
+                .clone()
+                .evaluate_async(request.clone(), Arc::new(NoState), limits())
+                .await;
+            assert!(e.verdict.grant().is_some(), "{:?}", e.verdict);
+        }
+        assert!(good.decides_inline(), "a quick policy stays on the async worker");
+        for _ in 0..2 {
+            let e = spinning
+                .clone()
+                .evaluate_async(request.clone(), Arc::new(NoState), limits())
+                .await;
+            assert_eq!(e.failure.map(|f| f.class), Some(FailureClass::Fuel));
+            assert!(matches!(e.verdict, Verdict::Deny(_)));
+            assert!(
+                !spinning.decides_inline(),
+                "a spinning policy leaves the async worker"
+            );
+        }
+    });
+}
+
 #[test]
 fn memory_bomb_hits_the_memory_cap() {
     expect_failure("memory-bomb", limits(), FailureClass::Memory, "16777216-byte cap");

@@ -111,8 +111,13 @@ pub(crate) fn chain_hash(prev: &str, body: &[u8]) -> String {
 
 /// Build the line for `fields` (an event's JSON object) as record `seq`
 /// following `prev`. Returns the line, newline included, and its hash.
+///
+/// The chain's keys sort before every event key, so the record is the
+/// event's canonical bytes with a prefix spliced in: the event is encoded
+/// once (the hashed form and the line differ only by `"hash"`), which halves
+/// what an append costs (perf: `seal` was half of `AuditLog::append`).
 pub(crate) fn seal(
-    mut fields: Map<String, Value>,
+    fields: Map<String, Value>,
     seq: u64,
     time: String,
     prev: &str,
@@ -120,12 +125,32 @@ pub(crate) fn seal(
     if let Some(key) = RESERVED.iter().find(|k| fields.contains_key(**k)) {
         return Err(format!("the event has a field {key:?}, which the chain reserves"));
     }
-    fields.insert("seq".into(), Value::from(seq));
-    fields.insert("time".into(), Value::from(time));
-    fields.insert("prev".into(), Value::from(prev));
-    let hash = chain_hash(prev, &canonical(&fields, None)?);
-    fields.insert("hash".into(), Value::from(hash.clone()));
-    let mut line = canonical(&fields, None)?;
+    let event = canonical(&fields, None)?;
+    // `event` is `{...}`; what follows the chain's keys is `,...}` or `}`.
+    let rest: &[u8] = if event.len() > 2 { &event[1..] } else { b"}" };
+    let separator: &[u8] = if event.len() > 2 { b"," } else { b"" };
+    let mut head = Vec::with_capacity(event.len() + 200);
+    head.extend_from_slice(b"{\"seq\":");
+    head.extend_from_slice(seq.to_string().as_bytes());
+    head.extend_from_slice(b",\"time\":");
+    write_string(&time, &mut head)?;
+    head.extend_from_slice(b",\"prev\":");
+    write_string(prev, &mut head)?;
+
+    let mut hasher = Sha256::new();
+    hasher.update(prev.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(&head);
+    hasher.update(separator);
+    hasher.update(rest);
+    let hash = hex::encode(hasher.finalize());
+
+    let mut line = head;
+    line.extend_from_slice(b",\"hash\":\"");
+    line.extend_from_slice(hash.as_bytes());
+    line.push(b'"');
+    line.extend_from_slice(separator);
+    line.extend_from_slice(rest);
     line.push(b'\n');
     Ok((line, hash))
 }
@@ -276,6 +301,33 @@ mod tests {
     fn canonical_form_refuses_floats() {
         let err = canonical(&object(r#"{"ms":1.5}"#), None).expect_err("float");
         assert!(err.contains("\"ms\""), "{err}");
+    }
+
+    /// `seal` splices the chain's keys in front of the event's canonical
+    /// bytes; the result must be byte for byte what encoding the whole
+    /// record as one map gives (keys that sort before and after `kind`,
+    /// nested objects, escapes, and an event with `kind` only).
+    #[test]
+    fn a_sealed_line_is_the_canonical_form_of_the_whole_record() {
+        for event in [
+            r#"{"kind":"decision","agent":"a\"b","zeta":{"y":1,"x":[null]},"aardvark":true}"#,
+            r#"{"kind":"admin"}"#,
+        ] {
+            let (line, hash) =
+                seal(object(event), 42, "2026-01-01T00:00:00.000Z".into(), GENESIS).expect("seal");
+            let mut whole = object(event);
+            whole.insert("seq".into(), Value::from(42));
+            whole.insert("time".into(), Value::from("2026-01-01T00:00:00.000Z"));
+            whole.insert("prev".into(), Value::from(GENESIS));
+            assert_eq!(
+                hash,
+                chain_hash(GENESIS, &canonical(&whole, None).expect("canonical"))
+            );
+            whole.insert("hash".into(), Value::from(hash.clone()));
+            let mut expected = canonical(&whole, None).expect("canonical");
+            expected.push(b'\n');
+            assert_eq!(String::from_utf8_lossy(&line), String::from_utf8_lossy(&expected));
+        }
     }
 
     #[test]

@@ -114,8 +114,15 @@ async fn handle_rest(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<
             response
         }
         Err(r) => {
+            // What the refused request counted is durable before it is answered.
+            let settled = ctx.store.settle().await;
             let audited = span.in_scope(|| audit_refusal(&ctx, record, &r, started));
             span.record("verdict", audited.verdict);
+            if let Err(e) = settled {
+                tracing::error!(decision = %decision_id, error = %e, "state store failed to settle");
+                let r = store_unavailable(e);
+                return refusal(r.refusal, &r.reason, &decision_id, None, None);
+            }
             if !audited.written {
                 return refusal(
                     Refusal::Unavailable,

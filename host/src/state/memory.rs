@@ -888,7 +888,18 @@ impl Store for MemoryStore {
     }
 
     async fn begin(&self, begin: &Begin<'_>) -> Result<Started, StateError> {
-        self.durably(|i| i.begin(begin)).await
+        // Not waited for: the journal writes in submission order, so the
+        // commit of this request's allow (or `settle`, for a refusal) is
+        // durable only once this count is.
+        self.mutate(|i| i.begin(begin)).0
+    }
+
+    async fn settle(&self) -> Result<(), StateError> {
+        self.healthy()?;
+        match &self.journal {
+            Some(journal) => journal.submit(Vec::new()).wait().await,
+            None => Ok(()),
+        }
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>, StateError> {

@@ -81,6 +81,10 @@ impl Store for Metered {
         self.timed("commit", self.inner.commit_allow(commit)).await
     }
 
+    async fn settle(&self) -> Result<(), StateError> {
+        self.timed("settle", self.inner.settle()).await
+    }
+
     async fn record_token(&self, record: TokenRecord) -> Result<(), StateError> {
         self.timed("record_token", self.inner.record_token(record)).await
     }

@@ -152,7 +152,21 @@ pub trait Store: Send + Sync {
     /// sliding one-minute window (refusing it past its role's limit; a
     /// refused request counts in `requests_total` but not in the window),
     /// and take a snapshot of its workflow's state; fetch the named approval.
+    ///
+    /// The count may still be on its way to disk when this answers (the
+    /// request is not served yet): a later [`commit_allow`](Store::commit_allow)
+    /// is durable only with everything before it, and a request refused
+    /// instead waits for [`settle`](Store::settle). So an allowed request
+    /// costs one durable round trip, not two.
     async fn begin(&self, begin: &Begin<'_>) -> Result<Started, StateError>;
+
+    /// Wait until every change this store has accepted so far is durable:
+    /// what a refusal calls before it answers, so the request it counted
+    /// survives a crash. A store whose every operation is durable when it
+    /// answers has nothing to wait for.
+    async fn settle(&self) -> Result<(), StateError> {
+        Ok(())
+    }
 
     /// A session by id, whatever its state (while the store still keeps it).
     async fn get_session(&self, id: &str) -> Result<Option<Session>, StateError>;

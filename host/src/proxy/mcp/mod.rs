@@ -34,7 +34,7 @@ use super::headers::{header_name, redact, sanitize_request};
 use super::pipeline::{
     Admitted, Allowed, Begun, Proposed, Refused, admit, audit_outcome, audit_refusal, begin_again, decide,
     fill_principal, now_ms, presented_approval, random_id, read_body, refused, role_for, secrets_of,
-    split_service,
+    split_service, store_unavailable,
 };
 use super::reply::{Refusal, refusal};
 use super::upstream::Service;
@@ -116,9 +116,13 @@ pub async fn handle(ctx: Arc<Airlock>, request: Request<Incoming>) -> Response<P
     let served = serve(&ctx, request, &mut record, started)
         .instrument(span.clone())
         .await;
-    let early = match served {
-        Ok(response) => return response,
-        Err(early) => early,
+    // What a refused message counted is durable before it is answered (an
+    // allowed one's commit already was).
+    let settled = ctx.store.settle().await;
+    let early = match (served, settled) {
+        (Ok(response), Ok(())) => return response,
+        (Ok(_), Err(e)) => Early::from(store_unavailable(e)),
+        (Err(early), _) => early,
     };
     let decision_id = record.decision_id.clone();
     let audited = span.in_scope(|| audit_refusal(&ctx, record, &early.refused, started));
