@@ -639,6 +639,31 @@ fn rate_limits_answer_429_with_retry_after() {
     assert_eq!(s.echo.count(), 2);
 }
 
+/// Nothing lost: a request the policy refused counts in its session's rate
+/// window, and that count is on disk before the refusal is answered (the
+/// store's `begin` does not wait for it; the refusal waits in `settle`), so
+/// a `kill -9` right after the refusal keeps it: after the restart the
+/// window is full and the next request is refused.
+#[test]
+fn a_refused_requests_count_survives_kill_9() {
+    let mut s = setup();
+    let (_, handle) = s.airlock.session(&s.world, "limited", "agent-k", 600);
+    let allowed = s.airlock.call(&s.world, &handle, "GET", "/echo/anything/1", &[]);
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
+    let denied = s.airlock.call(&s.world, &handle, "POST", "/echo/anything/1", &[]);
+    assert_eq!(denied.status, 403, "{}", denied.text());
+    s.airlock.kill_and_restart();
+    let r = s.airlock.call(&s.world, &handle, "GET", "/echo/anything/1", &[]);
+    assert_eq!(
+        r.status,
+        429,
+        "the refused request's count was lost: {}",
+        r.text()
+    );
+    assert_eq!(r.json()["budget"]["name"], "requests_per_minute");
+    assert_eq!(s.echo.count(), 1);
+}
+
 /// Invariant 6: a reload swaps the version atomically, the digest in each
 /// record names the version that decided, and a broken module never replaces
 /// a good one. Also the JWKS keeps a rotated-out key.

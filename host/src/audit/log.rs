@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use serde_json::Value;
-
 use super::chain::{self, GENESIS};
 use super::record::AuditEvent;
 
@@ -179,11 +177,9 @@ impl AuditLog {
 
     fn append_unobserved(&self, event: AuditEvent) -> Result<u64, AuditError> {
         let path = &self.inner.path;
-        let fields = match serde_json::to_value(&event) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err("the event is not a JSON object".to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        // Encoded outside the lock: only the chaining below is serialized.
+        let encoded = chain::encode_event(&event);
+        drop(event);
         // A panic elsewhere while holding the lock cannot leave the state
         // half-updated (it changes only after a complete write), so go on.
         let mut state = self
@@ -201,8 +197,7 @@ impl AuditLog {
             reason,
         };
         let time = chain::rfc3339_millis(SystemTime::now());
-        let (line, hash) =
-            chain::seal(fields.map_err(encode_err)?, seq, time, &state.last_hash).map_err(encode_err)?;
+        let (line, hash) = chain::seal_encoded(&encoded.map_err(encode_err)?, seq, &time, &state.last_hash);
         if let Err(source) = state.file.write_all(&line) {
             let len = state.len;
             if state.file.set_len(len).is_err() {

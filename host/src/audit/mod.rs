@@ -16,6 +16,7 @@
 //! `seq`/`hash` somewhere else closes that.
 
 mod chain;
+mod flat;
 mod log;
 mod record;
 mod verify;

@@ -38,6 +38,18 @@ pub struct MemoryStore {
     journal: Option<Journal>,
 }
 
+impl Drop for MemoryStore {
+    /// Hand over what `begin` left queued, so that a clean shutdown keeps it
+    /// (the journal, dropped next, writes everything handed over first).
+    fn drop(&mut self) {
+        if let (Some(journal), Ok(inner)) = (&self.journal, self.inner.get_mut())
+            && !inner.changes.is_empty()
+        {
+            drop(journal.submit(std::mem::take(&mut inner.changes)));
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Inner {
     pub(super) sessions: HashMap<String, SessionEntry>,
@@ -142,6 +154,20 @@ impl MemoryStore {
             _ => None,
         };
         (result, ticket)
+    }
+
+    /// [`mutate`](Self::mutate) without handing the changes over: they stay
+    /// queued, in order, ahead of those of the next operation that does (a
+    /// commit, or [`settle`](Store::settle)). One journal hand-off per
+    /// request instead of two (perf: the writer thread's wake-ups and
+    /// transactions were ~13% of a request's CPU).
+    fn mutate_deferred<T, E: From<StateError>>(
+        &self,
+        op: impl FnOnce(&mut Inner) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.healthy()?;
+        let mut inner = self.inner.write().map_err(|_| poisoned())?;
+        op(&mut inner)
     }
 
     /// [`mutate`](Self::mutate), answering once the change is durable.
@@ -888,18 +914,25 @@ impl Store for MemoryStore {
     }
 
     async fn begin(&self, begin: &Begin<'_>) -> Result<Started, StateError> {
-        // Not waited for: the journal writes in submission order, so the
-        // commit of this request's allow (or `settle`, for a refusal) is
-        // durable only once this count is.
-        self.mutate(|i| i.begin(begin)).0
+        // Neither handed to the journal nor waited for: the commit of this
+        // request's allow (or `settle`, for a refusal) hands this count over
+        // ahead of its own changes and answers once both are durable.
+        self.mutate_deferred(|i| i.begin(begin))
     }
 
     async fn settle(&self) -> Result<(), StateError> {
         self.healthy()?;
-        match &self.journal {
-            Some(journal) => journal.submit(Vec::new()).wait().await,
-            None => Ok(()),
-        }
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        // Under the lock, as every hand-over: the journal sees changes in
+        // the order they were made. An empty batch still waits for the ones
+        // other operations handed over before it.
+        let ticket = {
+            let mut inner = self.inner.write().map_err(|_| poisoned())?;
+            journal.submit(std::mem::take(&mut inner.changes))
+        };
+        ticket.wait().await
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>, StateError> {

@@ -8,8 +8,9 @@
 //! test spent over the run divided by the requests it served. Airlock runs
 //! its real binary with ten roles loaded (every Rust example policy) and
 //! decides, mints, injects, scrubs and audits every request of the
-//! crash-tracker role; once on its embedded durable default (SQLite) and
-//! once on the in-memory store. A run that sees a non-2xx answer or a
+//! crash-tracker role; on its defaults (SQLite state, ES256 tokens), on
+//! the in-memory store, and on the in-memory store signing with EdDSA: what
+//! each of the two knobs costs. A run that sees a non-2xx answer or a
 //! socket error fails: the figures would measure refusals.
 
 pub mod forwarder;
@@ -42,7 +43,8 @@ pub struct Results {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Target {
-    /// `direct`, `nginx`, `forwarder`, `airlock`, `airlock-memory`.
+    /// `direct`, `nginx`, `forwarder`, `airlock`, `airlock-memory`,
+    /// `airlock-memory-eddsa`.
     pub name: String,
     pub description: String,
     pub points: Vec<Point>,
@@ -94,13 +96,15 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
     let upstream = setup::Nginx::upstream(dir.path())?;
     let nginx = setup::Nginx::proxy(dir.path(), upstream.addr)?;
     let forwarder = setup::forwarder(dir.path(), upstream.addr)?;
-    let airlock = setup::Airlock::start(&airlock_bin, dir.path(), "sqlite", upstream.addr, &policies)?;
-    let airlock_memory = setup::Airlock::start(&airlock_bin, dir.path(), "memory", upstream.addr, &policies)?;
+    let start = |config| setup::Airlock::start(&airlock_bin, dir.path(), config, upstream.addr, &policies);
+    let airlock = start(("sqlite", "ES256"))?;
+    let airlock_memory = start(("memory", "ES256"))?;
+    let airlock_eddsa = start(("memory", "EdDSA"))?;
     let idle = procs::rss(airlock.process.pid())?.0;
 
     let path = "/crashes/42";
     let plain: Vec<String> = Vec::new();
-    let cases: [(&str, &str, &Running, String, &[String]); 5] = [
+    let cases: [(&str, &str, &Running, String, &[String]); 6] = [
         (
             "direct",
             "nginx `return 200` (the upstream), called directly",
@@ -135,6 +139,13 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
             &airlock_memory.process,
             format!("http://{}/crash-reporting{path}", airlock_memory.proxy),
             &airlock_memory.headers,
+        ),
+        (
+            "airlock-memory-eddsa",
+            "the same Airlock on the in-memory store, signing with EdDSA instead of ES256",
+            &airlock_eddsa.process,
+            format!("http://{}/crash-reporting{path}", airlock_eddsa.proxy),
+            &airlock_eddsa.headers,
         ),
     ];
 

@@ -139,16 +139,17 @@ pub struct Airlock {
 
 impl Airlock {
     /// `airlock serve` with every role of `policies`, the crash-reporting
-    /// service in front of `upstream`, on the `state` backend; and one
-    /// session of the crash-tracker role, unlimited in rate.
+    /// service in front of `upstream`, on the `state` backend, signing
+    /// tokens with `algorithm`; and one session of the crash-tracker role,
+    /// unlimited in rate.
     pub fn start(
         bin: &Path,
         dir: &Path,
-        state: &str,
+        (state, algorithm): (&str, &str),
         upstream: SocketAddr,
         policies: &[(String, PathBuf)],
     ) -> anyhow::Result<Airlock> {
-        let home = dir.join(format!("airlock-{state}"));
+        let home = dir.join(format!("airlock-{state}-{algorithm}"));
         let policy_dir = home.join("policies");
         std::fs::create_dir_all(&policy_dir)?;
         let mut roles = String::new();
@@ -167,7 +168,7 @@ impl Airlock {
             "[listen]\nproxy = \"{proxy}\"\nadmin = \"{admin}\"\n\n\
              [admin]\ntoken_file = {token}\n\n[data]\ndir = {data}\n\n\
              [policies]\ndir = {policies}\nwatch = false\n\n\
-             [state]\nbackend = \"{state}\"\n\n\
+             [state]\nbackend = \"{state}\"\n\n[tokens]\nalgorithm = \"{algorithm}\"\n\n\
              [services.crash-reporting]\nupstream = \"http://{upstream}\"\n\
              routes = [ {{ op = \"crashes.read\", method = \"GET\", path = \"/crashes/{{id}}\" }} ]\n\n{roles}",
             token = toml_string(&token_file),
