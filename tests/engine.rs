@@ -217,6 +217,15 @@ fn evaluation_never_blocks_the_async_runtime() {
         .build()
         .expect("runtime");
     rt.block_on(async {
+        // A small component's first decision runs on the worker; running out
+        // of time moves this version to the blocking pool for good, so the
+        // worker is held at most once, for at most the deadline.
+        let first = module
+            .clone()
+            .evaluate_async(Arc::new(get("svc", "/x")), Arc::new(NoState), limits)
+            .await;
+        assert_eq!(first.failure.map(|f| f.class), Some(FailureClass::Deadline));
+        assert!(!module.decides_inline());
         let started = Instant::now();
         let eval = tokio::spawn(module.evaluate_async(Arc::new(get("svc", "/x")), Arc::new(NoState), limits));
         let mut ticks_while_running = 0;
