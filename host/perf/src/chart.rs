@@ -98,46 +98,28 @@ pub fn draw_all(results: &Results, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
             ],
         )?;
         written.push(path);
-        if !decision.diff_size.is_empty() {
-            let path = out.join("decision-diff-size.png");
-            let points = |pick: fn(&crate::decision::Percentiles) -> f64| {
-                decision
-                    .diff_size
-                    .iter()
-                    .map(|s| (s.x as f64 / 1024.0, pick(&s.wasm)))
-                    .collect::<Vec<_>>()
-            };
-            lines(
-                &path,
+        let scales = [
+            (
+                "decision-diff-size.png",
                 "pr-creator decision vs diff size (log-log)",
                 "diff, KiB",
-                "µs",
-                &[
-                    ("p50".to_string(), points(|p| p.p50_us)),
-                    ("p99".to_string(), points(|p| p.p99_us)),
-                ],
-            )?;
-            written.push(path);
-        }
-        if !decision.roles.is_empty() {
-            let path = out.join("decision-roles.png");
-            let points = |pick: fn(&crate::decision::Percentiles) -> f64| {
-                decision
-                    .roles
-                    .iter()
-                    .map(|s| (s.x as f64, pick(&s.wasm)))
-                    .collect::<Vec<_>>()
-            };
-            lines(
-                &path,
+                &decision.diff_size,
+                1024.0,
+            ),
+            (
+                "decision-roles.png",
                 "crash-tracker decision vs roles loaded (log-log)",
                 "roles loaded",
-                "µs",
-                &[
-                    ("p50".to_string(), points(|p| p.p50_us)),
-                    ("p99".to_string(), points(|p| p.p99_us)),
-                ],
-            )?;
+                &decision.roles,
+                1.0,
+            ),
+        ];
+        for (file, title, x_label, points, x_unit) in scales {
+            if points.is_empty() {
+                continue;
+            }
+            let path = out.join(file);
+            scale(&path, title, x_label, points, x_unit)?;
             written.push(path);
         }
     }
@@ -145,6 +127,32 @@ pub fn draw_all(results: &Results, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         eprintln!("chart: {}", path.display());
     }
     Ok(written)
+}
+
+/// p50 and p99 of one scaling measurement, `x` divided by `x_unit`.
+fn scale(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    points: &[crate::decision::ScalePoint],
+    x_unit: f64,
+) -> anyhow::Result<()> {
+    let series = |pick: fn(&crate::decision::Percentiles) -> f64| {
+        points
+            .iter()
+            .map(|s| (s.x as f64 / x_unit, pick(&s.wasm)))
+            .collect::<Vec<_>>()
+    };
+    lines(
+        path,
+        title,
+        x_label,
+        "µs",
+        &[
+            ("p50".to_string(), series(|p| p.p50_us)),
+            ("p99".to_string(), series(|p| p.p99_us)),
+        ],
+    )
 }
 
 /// Grouped bars: one group per category, one bar per series.
