@@ -177,6 +177,8 @@ fn counters_move_by_exactly_the_requests_made_and_the_exposition_parses() {
         // An allow writes its decision and its outcome; a refusal one record.
         (r#"airlock_audit_append_seconds_count{}"#, 3.0 * 2.0 + 4.0),
         (r#"airlock_audit_errors_total{}"#, 0.0),
+        // Group commit: every record is written by exactly one write.
+        (r#"airlock_audit_group_records_sum{}"#, 3.0 * 2.0 + 4.0),
     ] {
         assert_eq!(delta(&before, &after, key), moved, "{key}\n{text}");
     }

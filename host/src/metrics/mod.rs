@@ -86,6 +86,7 @@ pub struct Metrics {
     state_up: Gauge,
     audit_seconds: Histogram,
     audit_errors: Counter,
+    audit_group_records: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -111,6 +112,7 @@ impl Metrics {
             state_up: Gauge::default(),
             audit_seconds: latency_histogram(),
             audit_errors: Counter::default(),
+            audit_group_records: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             registry: Registry::default(),
         };
         registry.register(
@@ -177,6 +179,11 @@ impl Metrics {
             "airlock_audit_errors",
             "Audit appends that failed (the request was refused)",
             m.audit_errors.clone(),
+        );
+        registry.register(
+            "airlock_audit_group_records",
+            "Audit records written together by one write (group commit)",
+            m.audit_group_records.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -247,6 +254,11 @@ impl Metrics {
         if !ok {
             self.audit_errors.inc();
         }
+    }
+
+    /// One write of the audit log carried `records` records.
+    pub fn audit_group(&self, records: usize) {
+        self.audit_group_records.observe(records as f64);
     }
 
     /// The OpenMetrics text exposition of everything, ending in `# EOF`.
