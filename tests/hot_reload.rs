@@ -44,7 +44,7 @@ fn watched_directory_swaps_atomically_under_load() {
         )
         .expect("loads"),
     );
-    let _watch = registry.watch().expect("watch");
+    let _watch = registry.watch(|_, _| {}).expect("watch");
     let v1_digest = digest_of(&registry);
 
     // Evaluations run on 2 threads for the whole test (bounded by count and time).

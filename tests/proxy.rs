@@ -91,6 +91,7 @@ grants_per_session = {{ "crashes.read" = 5 }}
         ],
         files: vec![("echo.secret", SECRET)],
         file_size_limit,
+        ..Start::default()
     });
     Setup {
         world,

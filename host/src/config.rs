@@ -293,6 +293,20 @@ pub struct PoliciesConfig {
     /// decision); 0 makes every decision instantiate inline.
     #[serde(default = "default_spare_instances")]
     pub spare_instances: usize,
+    /// minisign public keys (the base64 line of a `.pub` file): when any is
+    /// set, a module loads only with a valid `NAME.minisig` beside it.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+}
+
+impl PoliciesConfig {
+    /// The trusted keys, or none when signatures are not required.
+    pub fn trusted_keys(&self) -> Result<Option<crate::policy::TrustedKeys>, crate::policy::BadTrustedKey> {
+        if self.trusted_keys.is_empty() {
+            return Ok(None);
+        }
+        crate::policy::TrustedKeys::parse(&self.trusted_keys).map(Some)
+    }
 }
 
 fn yes() -> bool {

@@ -285,6 +285,8 @@ pub struct Start<'a> {
     pub files: Vec<(&'a str, &'a str)>,
     /// Cap on the size of any file the process writes (RLIMIT_FSIZE).
     pub file_size_limit: Option<u64>,
+    /// More keys of the `[policies]` table (TOML lines).
+    pub policies_config: &'a str,
 }
 
 impl World {
@@ -315,10 +317,11 @@ dir = "data"
 [policies]
 dir = "policies"
 watch = false
+{}
 
 {}
 "#,
-            start.body
+            start.policies_config, start.body
         );
         let config_path = dir.path().join("airlock.toml");
         std::fs::write(&config_path, config).expect("config");

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::audit::{AdminRecord, AuditEvent};
-use crate::policy::ReloadOutcome;
+use crate::policy::{RegistryError, ReloadOutcome};
 use crate::proxy::{now_ms, percent_decode};
 use crate::server::Airlock;
 use crate::state::{NewSession, TokenStatus};
@@ -74,6 +74,31 @@ fn caller(ctx: &Airlock, request: &Request<Incoming>) -> Caller {
         Caller::Introspector
     } else {
         Caller::Anonymous
+    }
+}
+
+/// A reload's outcome for one role, as its audit action and detail and as
+/// the admin API's answer; the file watcher audits its reloads with it too.
+pub(crate) fn reload_outcome(
+    role: &str,
+    result: &Result<ReloadOutcome, RegistryError>,
+) -> (&'static str, String, Value) {
+    match result {
+        Ok(ReloadOutcome::Unchanged { digest }) => (
+            "policy.unchanged",
+            digest.clone(),
+            json!({ "role": role, "unchanged": digest }),
+        ),
+        Ok(ReloadOutcome::Replaced { from, to }) => (
+            "policy.loaded",
+            format!("{from} -> {to}"),
+            json!({ "role": role, "from": from, "to": to }),
+        ),
+        Err(e) => (
+            "policy.rejected",
+            e.to_string(),
+            json!({ "role": role, "error": e.to_string() }),
+        ),
     }
 }
 
@@ -236,23 +261,7 @@ async fn route(ctx: &Airlock, request: Request<Incoming>) -> Result<Reply, Reply
             let results = ctx.registry.reload_all();
             let mut out = Vec::new();
             for (role, result) in results {
-                let (action, detail, entry) = match result {
-                    Ok(ReloadOutcome::Unchanged { digest }) => (
-                        "policy.unchanged",
-                        digest.clone(),
-                        json!({ "role": role, "unchanged": digest }),
-                    ),
-                    Ok(ReloadOutcome::Replaced { from, to }) => (
-                        "policy.loaded",
-                        format!("{from} -> {to}"),
-                        json!({ "role": role, "from": from, "to": to }),
-                    ),
-                    Err(e) => (
-                        "policy.rejected",
-                        e.to_string(),
-                        json!({ "role": role, "error": e.to_string() }),
-                    ),
-                };
+                let (action, detail, entry) = reload_outcome(&role, &result);
                 audit(ctx, action, actor, &role, Some(detail))?;
                 out.push(entry);
             }

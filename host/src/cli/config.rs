@@ -38,7 +38,13 @@ fn check(file: &Path) -> Result<(), String> {
         ..EngineConfig::default()
     })
     .map_err(|e| format!("starting the engine: {e:#}"))?;
-    let dir = PolicyDir::open(&config.policies.dir).map_err(|e| format!("{}: {e}", file.display()))?;
+    let trusted = config
+        .policies
+        .trusted_keys()
+        .map_err(|e| format!("{}: [policies] {e}", file.display()))?;
+    let dir = PolicyDir::open(&config.policies.dir)
+        .map_err(|e| format!("{}: {e}", file.display()))?
+        .trusting(trusted);
     let registry =
         Registry::new(engine, dir, config.role_bindings()).map_err(|e| format!("{}: {e}", file.display()))?;
     println!("ok: {}", file.display());

@@ -42,6 +42,18 @@ pub enum PolicyCommand {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Sign a component with a minisign secret key; writes `FILE.minisig`,
+    /// which `minisign -V` and a host with `[policies] trusted_keys` accept.
+    Sign {
+        /// The component file.
+        file: PathBuf,
+        /// The minisign secret key file (`minisign -G` makes one).
+        #[arg(long)]
+        key: PathBuf,
+        /// A file holding the key's password; omit for a key made with `-W`.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
     /// Reload every role's policy in a running Airlock (through the admin API).
     Reload {
         #[command(flatten)]
@@ -101,7 +113,44 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
         } => eval(&file, &request, state.as_deref(), &limits.limits()),
         PolicyCommand::Test { files, cases, limits } => test(&files, &cases, &limits.limits()),
         PolicyCommand::Reload { admin } => super::ops::reload(admin),
+        PolicyCommand::Sign {
+            file,
+            key,
+            password_file,
+        } => report(sign(&file, &key, password_file.as_deref())),
     }
+}
+
+fn report(outcome: Result<(), String>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sign(file: &Path, key: &Path, password_file: Option<&Path>) -> Result<(), String> {
+    let read_text =
+        |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
+    let module = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let secret_key = read_text(key)?;
+    let password = password_file
+        .map(|p| read_text(p).map(|text| text.trim_end_matches(['\r', '\n']).to_string()))
+        .transpose()?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let signature = airlock::policy::sign_module(&module, &secret_key, password, &name)
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    let mut out = file.as_os_str().to_owned();
+    out.push(airlock::policy::SIGNATURE_SUFFIX);
+    let out = PathBuf::from(out);
+    std::fs::write(&out, signature).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!("{}", out.display());
+    Ok(())
 }
 
 fn build(dir: &Path) -> ExitCode {

@@ -14,6 +14,7 @@ mod limits;
 mod registry;
 mod spares;
 mod state_view;
+mod trust;
 mod types;
 mod verdict;
 
@@ -26,6 +27,7 @@ pub(crate) use limits::bounds as limits_bounds;
 pub use limits::bounds::RESERVED_CLAIMS;
 pub use registry::{PolicyDir, Registry, RegistryError, ReloadOutcome, RoleBinding, RolePolicy, Watcher};
 pub use state_view::{MemoryState, NoState, StateError, WorkflowState};
+pub use trust::{BadTrustedKey, SIGNATURE_SUFFIX, SignatureError, TrustedKeys, sign_module};
 pub use types::{
     Action, Approval, Failure, FailureClass, Grant, Listing, LogLevel, LogRecord, McpCall, Pairs,
     PolicyRequest, Principal, StateWrite, Usage, Verdict,

@@ -22,6 +22,7 @@ use cap_std::ambient_authority;
 
 use super::engine::{Engine, LoadError, PolicyInfo, PolicyModule};
 use super::limits::Limits;
+use super::trust::{SIGNATURE_SUFFIX, SignatureError, TrustedKeys};
 
 /// Why a policy could not be (re)loaded.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,8 @@ pub enum RegistryError {
     Read { name: String, source: std::io::Error },
     #[error("policy {name:?}: {source}")]
     Load { name: String, source: LoadError },
+    #[error("policy {name:?} refused: {source}")]
+    Signature { name: String, source: SignatureError },
     #[error("no role {0:?} is configured")]
     UnknownRole(String),
     #[error("watching the policy directory: {0}")]
@@ -46,6 +49,8 @@ pub enum RegistryError {
 pub struct PolicyDir {
     dir: cap_std::fs::Dir,
     path: PathBuf,
+    /// When set, a module is read only with a valid signature beside it.
+    trusted: Option<TrustedKeys>,
 }
 
 impl PolicyDir {
@@ -57,7 +62,44 @@ impl PolicyDir {
                 source,
             }
         })?;
-        Ok(PolicyDir { dir, path })
+        Ok(PolicyDir {
+            dir,
+            path,
+            trusted: None,
+        })
+    }
+
+    /// Read modules only with a detached minisign signature by one of `keys`
+    /// beside them (`NAME.minisig`).
+    pub fn trusting(self, keys: Option<TrustedKeys>) -> Self {
+        PolicyDir {
+            trusted: keys,
+            ..self
+        }
+    }
+
+    /// Read the module `name` and, when keys are trusted, check its signature
+    /// over exactly the bytes returned (the bytes that will be compiled).
+    pub fn read_module(&self, name: &str, max_bytes: u64) -> Result<Vec<u8>, RegistryError> {
+        let bytes = self.read(name, max_bytes)?;
+        let Some(keys) = &self.trusted else {
+            return Ok(bytes);
+        };
+        let signature_name = format!("{name}{SIGNATURE_SUFFIX}");
+        // A signature file is a few hundred bytes.
+        let signature = match self.read(&signature_name, 64 * 1024) {
+            Ok(text) => Some(String::from_utf8_lossy(&text).into_owned()),
+            Err(RegistryError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let signer =
+            keys.check(name, &bytes, signature.as_deref())
+                .map_err(|source| RegistryError::Signature {
+                    name: name.to_string(),
+                    source,
+                })?;
+        tracing::info!(file = name, key = %signer, "policy signature verified");
+        Ok(bytes)
     }
 
     pub fn path(&self) -> &Path {
@@ -268,9 +310,11 @@ impl Registry {
         self.reload_where(|_| true)
     }
 
-    /// Reload the roles whose policy is the file `name`.
+    /// Reload the roles whose policy is the file `name`, or whose
+    /// signature it is.
     pub fn reload_file(&self, name: &str) -> Vec<(String, Result<ReloadOutcome, RegistryError>)> {
-        self.reload_where(|p| Path::new(&p.binding.module) == Path::new(name))
+        let module = name.strip_suffix(SIGNATURE_SUFFIX).unwrap_or(name);
+        self.reload_where(|p| Path::new(&p.binding.module) == Path::new(module))
     }
 
     fn reload_where(
@@ -296,7 +340,12 @@ impl Registry {
 
     /// Watch the policy directory and reload the roles whose file changes.
     /// Stops when the returned [`Watcher`] is dropped.
-    pub fn watch(self: &Arc<Self>) -> Result<Watcher, RegistryError> {
+    /// Reload a role whenever its module (or signature) changes on disk;
+    /// `on_reload` hears every outcome (the server audits them).
+    pub fn watch(
+        self: &Arc<Self>,
+        on_reload: impl Fn(&str, &Result<ReloadOutcome, RegistryError>) + Send + 'static,
+    ) -> Result<Watcher, RegistryError> {
         use notify::Watcher as _;
         let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
         let mut inner = notify::recommended_watcher(tx).map_err(|e| RegistryError::Watch(e.to_string()))?;
@@ -327,9 +376,16 @@ impl Registry {
                     changed.dedup();
                     for name in changed {
                         for (role, outcome) in registry.reload_file(&name) {
-                            if let Ok(ReloadOutcome::Replaced { to, .. }) = outcome {
-                                tracing::info!(role, file = %name, digest = %to, "hot reload");
+                            match &outcome {
+                                Ok(ReloadOutcome::Replaced { to, .. }) => {
+                                    tracing::info!(role, file = %name, digest = %to, "hot reload")
+                                }
+                                Ok(ReloadOutcome::Unchanged { .. }) => {}
+                                Err(e) => {
+                                    tracing::warn!(role, file = %name, error = %e, "hot reload refused")
+                                }
                             }
+                            on_reload(&role, &outcome);
                         }
                     }
                 }
@@ -364,7 +420,7 @@ pub struct Watcher {
 }
 
 fn load(engine: &Engine, dir: &PolicyDir, binding: &RoleBinding) -> Result<PolicyModule, RegistryError> {
-    let bytes = dir.read(&binding.module, engine.config().max_module_bytes)?;
+    let bytes = dir.read_module(&binding.module, engine.config().max_module_bytes)?;
     engine
         .load(&bytes, &binding.limits)
         .map_err(|source| RegistryError::Load {

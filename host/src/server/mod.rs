@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use crate::audit::{AdminRecord, AuditEvent, AuditLog};
 use crate::config::{Config, MAX_ROLE_MEMORY, MAX_TOKEN_TTL_S, StateBackend};
 use crate::metrics::Metrics;
-use crate::policy::{Engine, EngineConfig, PolicyDir, Registry, Watcher};
+use crate::policy::{Engine, EngineConfig, PolicyDir, Registry, RegistryError, ReloadOutcome, Watcher};
 use crate::proxy::{Secret, Service, services};
 use crate::state::{MemoryStore, Metered, RedisOptions, RedisStore, Store};
 use crate::token::KeyStore;
@@ -146,7 +146,7 @@ impl Airlock {
             spare_instances: config.policies.spare_instances,
             ..EngineConfig::default()
         })?;
-        let dir = PolicyDir::open(&config.policies.dir)?;
+        let dir = PolicyDir::open(&config.policies.dir)?.trusting(config.policies.trusted_keys()?);
         let registry = match Registry::new(engine, dir, config.role_bindings()) {
             Ok(r) => Arc::new(r.observed(metrics.clone())),
             Err(e) => {
@@ -159,7 +159,17 @@ impl Airlock {
         }
         // Held only to keep the watch alive; the Mutex makes Airlock Sync.
         let watcher = if config.policies.watch {
-            Some(std::sync::Mutex::new(registry.watch()?))
+            let audit = audit.clone();
+            let on_reload = move |role: &str, result: &Result<ReloadOutcome, RegistryError>| {
+                if matches!(result, Ok(ReloadOutcome::Unchanged { .. })) {
+                    return; // a touched file, not a change
+                }
+                let (action, detail, _) = crate::admin::reload_outcome(role, result);
+                if let Err(e) = audit.append(admin_event(action, "watcher", role, Some(detail))) {
+                    tracing::error!(role, error = %e, "auditing a hot reload failed");
+                }
+            };
+            Some(std::sync::Mutex::new(registry.watch(on_reload)?))
         } else {
             None
         };
