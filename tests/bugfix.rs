@@ -200,12 +200,7 @@ fn writes_go_only_to_planned_files_on_the_fix_branch_and_tests_are_read_only() {
     w.triage();
     let sha = w.plan();
     w.review_and_approve();
-    w.ok(
-        "developer",
-        "POST",
-        &format!("{REPO}/branches"),
-        Some(json!({ "name": "fix-1042", "from": "main" })),
-    );
+    w.branch();
     let write = |path: &str, body: serde_json::Value| (format!("{REPO}/contents/{path}"), Some(body));
     let (p, b) = write(
         "src/auth/session.py",

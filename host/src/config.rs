@@ -79,6 +79,51 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub capture: CaptureConfig,
+}
+
+/// Decision inputs of roles with `capture_inputs = true`, for
+/// `airlock policy replay`: `capture.jsonl` beside the audit log.
+///
+/// ```toml
+/// [capture]
+/// max_bytes = "64MiB"                      # then rotated to capture.jsonl.1
+/// keep = 3                                 # rotated files kept
+/// redact_body = ["/customer/email"]        # JSON pointers into JSON bodies
+/// redact_headers = ["x-customer-token"]    # header names, any case
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    pub max_bytes: ByteSize,
+    pub keep: u32,
+    pub redact_body: Vec<String>,
+    pub redact_headers: Vec<String>,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            max_bytes: ByteSize(64 << 20),
+            keep: 3,
+            redact_body: Vec::new(),
+            redact_headers: Vec::new(),
+        }
+    }
+}
+
+impl CaptureConfig {
+    pub fn settings(&self) -> crate::capture::CaptureSettings {
+        crate::capture::CaptureSettings {
+            max_bytes: self.max_bytes.0 as u64,
+            keep: self.keep,
+            redaction: crate::capture::Redaction {
+                body_pointers: self.redact_body.clone(),
+                headers: self.redact_headers.clone(),
+            },
+        }
+    }
 }
 
 /// `GET /metrics` on the admin listener. Open by default (it carries no
@@ -426,6 +471,10 @@ pub struct RoleConfig {
     /// the decision; they do not refill within the session.
     #[serde(default)]
     pub grants_per_session: BTreeMap<String, u32>,
+    /// Write each decision's policy request, state and verdict to the
+    /// capture file (`[capture]`), for `airlock policy replay`.
+    #[serde(default)]
+    pub capture_inputs: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -608,6 +657,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(bad) = self.capture.redact_body.iter().find(|p| !p.starts_with('/')) {
+            return Err((
+                "capture.redact_body".into(),
+                format!("{bad:?} is not a JSON pointer (RFC 6901: it starts with `/`)"),
+            ));
+        }
         for (name, service) in &self.services {
             let key = |k: &str| format!("services.{name}.{k}");
             if !(service.upstream.starts_with("http://") || service.upstream.starts_with("https://")) {

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod audit;
 pub mod build;
+pub mod capture;
 pub mod config;
 pub mod demo;
 pub mod metrics;

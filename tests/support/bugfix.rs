@@ -43,17 +43,22 @@ pub struct Bugfix {
 impl Bugfix {
     /// Airlock and the code host, with one session per role.
     pub fn start() -> Self {
-        Self::launch(None)
+        Self::launch(None, &[])
+    }
+
+    /// As [`start`](Self::start), with `capture_inputs = true` for `roles`.
+    pub fn start_capturing(roles: &[&str]) -> Self {
+        Self::launch(None, roles)
     }
 
     /// Two replicas on the Redis at `redis_url` (keys under a prefix of
     /// their own), sharing one signing-key directory made beforehand with
     /// `airlock keys init`; sessions are created through A.
     pub fn start_replicated(redis_url: &str) -> Self {
-        Self::launch(Some(redis_url))
+        Self::launch(Some(redis_url), &[])
     }
 
-    fn launch(redis_url: Option<&str>) -> Self {
+    fn launch(redis_url: Option<&str>, capturing: &[&str]) -> Self {
         let world = World::new();
         let listener = world
             .rt
@@ -68,6 +73,11 @@ impl Bugfix {
             .1
             .replace("http://127.0.0.1:9201", &format!("http://{code_addr}"));
         let mut body = body;
+        for role in capturing {
+            let table = format!("[roles.{role}]\n");
+            assert!(body.contains(&table), "no {table} in the workflow's config");
+            body = body.replace(&table, &format!("{table}capture_inputs = true\n"));
+        }
         let mut shared_keys = None;
         if let Some(url) = redis_url {
             let keys = tempfile::tempdir().expect("tempdir");
@@ -312,14 +322,19 @@ impl Bugfix {
         );
     }
 
-    /// Branch, the two planned writes, the pull request.
-    pub fn implement(&self, sha: &str) {
+    /// The developer creates the fix branch.
+    pub fn branch(&self) {
         self.ok(
             "developer",
             "POST",
             &format!("{REPO}/branches"),
             Some(json!({ "name": "fix-1042", "from": "main" })),
         );
+    }
+
+    /// Branch, the two planned writes, the pull request.
+    pub fn implement(&self, sha: &str) {
+        self.branch();
         self.ok(
             "developer",
             "PUT",

@@ -12,6 +12,7 @@ mod exact;
 mod ops;
 mod policy;
 mod remote;
+mod replay;
 mod serve;
 mod telemetry;
 

@@ -42,6 +42,32 @@ pub enum PolicyCommand {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Re-run captured decisions (`capture_inputs = true`) through a
+    /// component, each with the workflow state it saw, and show which
+    /// verdicts change. Exits 1 when any does, unless `--allow-changes`.
+    Replay {
+        /// The component to try.
+        file: PathBuf,
+        /// Capture file(s): `capture.jsonl` beside the audit log (and its
+        /// rotated `capture.jsonl.N`, oldest first).
+        #[arg(long, required = true)]
+        inputs: Vec<PathBuf>,
+        /// The audit log the captures belong to: only decisions it records
+        /// are replayed.
+        #[arg(long)]
+        audit: PathBuf,
+        /// Only the decisions of this role.
+        #[arg(long)]
+        role: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit 0 even when verdicts change.
+        #[arg(long)]
+        allow_changes: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
     /// Sign a component with a minisign secret key; writes `FILE.minisig`,
     /// which `minisign -V` and a host with `[policies] trusted_keys` accept.
     Sign {
@@ -113,6 +139,23 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
         } => eval(&file, &request, state.as_deref(), &limits.limits()),
         PolicyCommand::Test { files, cases, limits } => test(&files, &cases, &limits.limits()),
         PolicyCommand::Reload { admin } => super::ops::reload(admin),
+        PolicyCommand::Replay {
+            file,
+            inputs,
+            audit,
+            role,
+            json,
+            allow_changes,
+            limits,
+        } => super::replay::run(
+            &file,
+            &inputs,
+            &audit,
+            role.as_deref(),
+            json,
+            allow_changes,
+            &limits.limits(),
+        ),
         PolicyCommand::Sign {
             file,
             key,

@@ -25,7 +25,8 @@ pub struct Principal {
 }
 
 /// Ordered name/value pairs. In JSON an object whose values are strings, or
-/// arrays of strings for a name that repeats (query parameters).
+/// arrays of strings for a name that repeats (query parameters); or, as
+/// written (a capture keeps the exact order), an array of `[name, value]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Pairs(pub Vec<(String, String)>);
 
@@ -37,7 +38,16 @@ impl<'de> Deserialize<'de> for Pairs {
             One(String),
             Many(Vec<String>),
         }
-        let map = BTreeMap::<String, OneOrMany>::deserialize(d)?;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Map(BTreeMap<String, OneOrMany>),
+            Exact(Vec<(String, String)>),
+        }
+        let map = match Form::deserialize(d)? {
+            Form::Exact(pairs) => return Ok(Pairs(pairs)),
+            Form::Map(map) => map,
+        };
         let mut pairs = Vec::with_capacity(map.len());
         for (k, v) in map {
             match v {

@@ -501,6 +501,18 @@ pub(super) async fn decide(
             .evaluation(&session.role, evaluation.elapsed, evaluation.fuel_used);
         record.fuel = Some(evaluation.fuel_used);
         record.eval_micros = Some(evaluation.elapsed.as_micros() as u64);
+        if let Some(capture) = ctx.capture.as_ref().filter(|_| role.capture_inputs) {
+            let captured = capture.append(
+                &record.decision_id,
+                &info.digest,
+                &policy_request,
+                state.values(),
+                &evaluation.verdict,
+            );
+            if let Err(e) = captured {
+                tracing::error!(decision = %record.decision_id, error = %e, "capturing the decision's inputs failed");
+            }
+        }
         for log in &evaluation.logs {
             tracing::info!(policy = %info.name, decision = %record.decision_id, level = ?log.level, fields = ?log.fields, "{}", log.message);
         }

@@ -42,6 +42,8 @@ pub struct Airlock {
     pub metrics_token: Option<Secret>,
     /// The MCP sessions agents opened through this process.
     pub mcp: crate::proxy::McpSessions,
+    /// Decision inputs of the roles that capture them (`capture_inputs`).
+    pub capture: Option<crate::capture::CaptureLog>,
     _watcher: Option<std::sync::Mutex<Watcher>>,
 }
 
@@ -186,10 +188,22 @@ impl Airlock {
             config.metrics.token_env.as_deref(),
             "metrics token",
         )?;
+        let capture = if config.roles.values().any(|r| r.capture_inputs) {
+            let path = config
+                .audit_log_path()
+                .with_file_name(crate::capture::CAPTURE_FILE);
+            Some(crate::capture::CaptureLog::open(
+                &path,
+                config.capture.settings(),
+            )?)
+        } else {
+            None
+        };
         Ok(Arc::new(Airlock {
             metrics,
             metrics_token,
             mcp: crate::proxy::McpSessions::default(),
+            capture,
             registry,
             store,
             rate_limits: config.rate_limits(),
