@@ -7,7 +7,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::e2e::{Airlock, Behaviour, Start, Upstream, World};
+use support::e2e::{Airlock, Behaviour, Start, Upstream, World, reader_body};
 use support::{airlock, guest};
 
 /// A minisign key pair made by the `minisign` tool, without a password.
@@ -96,18 +96,7 @@ fn setup() -> Setup {
     let module = guest("good-allow");
     let signature = trusted.sign(&module);
     let policies_config = format!("trusted_keys = [{:?}]", trusted.public_line());
-    let body = format!(
-        r#"
-[services.crash-reporting]
-upstream = "{crash}"
-routes = [{{ op = "crashes.read", method = "GET", path = "/crashes/{{id}}" }}]
-
-[roles.reader]
-policy = "reader.wasm"
-services = ["crash-reporting"]
-"#,
-        crash = crash.url()
-    );
+    let body = reader_body(&crash.url());
     let airlock = world.airlock(Start {
         body: &body,
         policies_config: &policies_config,

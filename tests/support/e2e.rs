@@ -275,6 +275,22 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 pub const INTROSPECTION_TOKEN: &str = "test-introspection-token-0123456789";
 
 /// Options for starting Airlock.
+/// Config body: the `crash-reporting` service at `upstream` (one route,
+/// `GET /crashes/{id}`) and role `reader` deciding with `reader.wasm`.
+pub fn reader_body(upstream: &str) -> String {
+    format!(
+        r#"
+[services.crash-reporting]
+upstream = "{upstream}"
+routes = [{{ op = "crashes.read", method = "GET", path = "/crashes/{{id}}" }}]
+
+[roles.reader]
+policy = "reader.wasm"
+services = ["crash-reporting"]
+"#
+    )
+}
+
 #[derive(Default)]
 pub struct Start<'a> {
     /// `[services.*]` and `[roles.*]` tables (TOML), after the common header.

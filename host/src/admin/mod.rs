@@ -10,6 +10,7 @@
 // built once and returned; boxing it would only add an allocation.
 #![allow(clippy::result_large_err)]
 
+mod candidates;
 mod exact;
 
 use std::sync::Arc;
@@ -253,10 +254,18 @@ async fn route(ctx: &Airlock, request: Request<Incoming>) -> Result<Reply, Reply
                 .registry
                 .list()
                 .into_iter()
-                .map(|(role, info)| json!({ "role": role, "policy": info }))
+                .map(|(role, info)| {
+                    let candidate = ctx.registry.candidate(&role);
+                    json!({ "role": role, "policy": info, "candidate": candidate })
+                })
                 .collect();
             Ok(reply(StatusCode::OK, json!({ "policies": policies })))
         }
+        (&Method::PUT, ["v1", "policies", role, "shadow"]) => {
+            candidates::shadow(ctx, request, actor, role).await
+        }
+        (&Method::DELETE, ["v1", "policies", role, "shadow"]) => candidates::clear(ctx, actor, role),
+        (&Method::POST, ["v1", "policies", role, "promote"]) => candidates::promote(ctx, actor, role),
         (&Method::POST, ["v1", "policies", "reload"]) => {
             let results = ctx.registry.reload_all();
             let mut out = Vec::new();

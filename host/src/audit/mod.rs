@@ -22,7 +22,7 @@ mod record;
 mod verify;
 
 pub use log::{AuditError, AuditLog};
-pub use record::{AdminRecord, AuditEvent, DecisionRecord, OutcomeRecord};
+pub use record::{AdminRecord, AuditEvent, DecisionRecord, OutcomeRecord, ShadowRecord};
 pub use verify::{VerifyError, tail, verify};
 
 #[cfg(test)]

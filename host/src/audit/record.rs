@@ -74,6 +74,25 @@ pub enum AuditEvent {
     /// nothing is forwarded); its outcome follows as this record.
     Outcome(OutcomeRecord),
     Admin(AdminRecord),
+    Shadow(ShadowRecord),
+}
+
+/// A candidate version (shadow evaluation) disagreed with the enforced one
+/// on a decision, linked by `decision_id`. It changed nothing: the agent got
+/// the enforced verdict.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ShadowRecord {
+    pub decision_id: String,
+    pub role: String,
+    /// `allow→deny`, `deny→allow`, `reason` or `grant`.
+    pub change: String,
+    pub enforced_digest: String,
+    pub enforced_verdict: String,
+    pub enforced_reason: Option<String>,
+    pub candidate_digest: String,
+    pub candidate_verdict: String,
+    pub candidate_reason: Option<String>,
 }
 
 /// The upstream result of an allowed decision, linked by `decision_id`.

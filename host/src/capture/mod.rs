@@ -30,7 +30,7 @@ use serde_json::Value;
 use crate::policy::{PolicyRequest, Verdict};
 
 pub use redact::Redaction;
-pub use replay::{Change, ReplayReport, replay};
+pub use replay::{Change, ReplayReport, difference, replay};
 
 /// The file name of the capture, beside the audit log.
 pub const CAPTURE_FILE: &str = "capture.jsonl";

@@ -102,7 +102,7 @@ fn seeded(workflow: &str, values: &BTreeMap<String, String>) -> MemoryState {
 }
 
 /// How `now` differs from `was`, or `None` when it is the same verdict.
-fn difference(was: &RecordedVerdict, now: &RecordedVerdict) -> Option<String> {
+pub fn difference(was: &RecordedVerdict, now: &RecordedVerdict) -> Option<String> {
     if was.verdict != now.verdict {
         return Some(format!("{}→{}", was.verdict, now.verdict));
     }

@@ -171,6 +171,24 @@ pub fn reload(admin: AdminArgs) -> ExitCode {
     print(admin.call("POST", "/v1/policies/reload", None))
 }
 
+/// `airlock policy shadow ROLE FILE` / `ROLE --clear`.
+pub fn shadow(admin: AdminArgs, role: &str, file: Option<&str>, clear: bool) -> ExitCode {
+    let path = format!("/v1/policies/{role}/shadow");
+    match (file, clear) {
+        (Some(file), false) => print(admin.call("PUT", &path, Some(serde_json::json!({ "file": file })))),
+        (None, true) => print(admin.call("DELETE", &path, None)),
+        _ => {
+            eprintln!("error: give the candidate's FILE (in the policy directory), or --clear");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `airlock policy promote ROLE`.
+pub fn promote(admin: AdminArgs, role: &str) -> ExitCode {
+    print(admin.call("POST", &format!("/v1/policies/{role}/promote"), None))
+}
+
 pub fn audit(cmd: AuditCommand) -> ExitCode {
     match cmd {
         AuditCommand::Verify { file } => match airlock::audit::verify(&file) {

@@ -80,6 +80,26 @@ pub enum PolicyCommand {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
+    /// Give a role a candidate version in a running Airlock: every decision
+    /// is also evaluated by it, without effect; disagreements are audited
+    /// as `shadow` records. `--clear` drops the candidate.
+    Shadow {
+        role: String,
+        /// The candidate's file name in the policy directory.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        file: Option<String>,
+        #[arg(long)]
+        clear: bool,
+        #[command(flatten)]
+        admin: super::remote::AdminArgs,
+    },
+    /// Make a role's candidate its enforced version (written over the
+    /// role's file, so a restart keeps it).
+    Promote {
+        role: String,
+        #[command(flatten)]
+        admin: super::remote::AdminArgs,
+    },
     /// Reload every role's policy in a running Airlock (through the admin API).
     Reload {
         #[command(flatten)]
@@ -139,6 +159,13 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
         } => eval(&file, &request, state.as_deref(), &limits.limits()),
         PolicyCommand::Test { files, cases, limits } => test(&files, &cases, &limits.limits()),
         PolicyCommand::Reload { admin } => super::ops::reload(admin),
+        PolicyCommand::Shadow {
+            role,
+            file,
+            clear,
+            admin,
+        } => super::ops::shadow(admin, &role, file.as_deref(), clear),
+        PolicyCommand::Promote { role, admin } => super::ops::promote(admin, &role),
         PolicyCommand::Replay {
             file,
             inputs,

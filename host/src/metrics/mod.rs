@@ -54,6 +54,13 @@ struct OpLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    role: String,
+    /// `agree`, `disagree`, or `skipped` (too many candidates in flight).
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -81,6 +88,7 @@ pub struct Metrics {
     upstream_seconds: Histograms<ServiceLabel>,
     tokens_minted: Family<ServiceLabel, Counter>,
     reloads: Family<ResultLabel, Counter>,
+    shadow_decisions: Family<ShadowLabels, Counter>,
     state_seconds: Histograms<OpLabel>,
     state_errors: Family<OpLabel, Counter>,
     state_up: Gauge,
@@ -107,6 +115,7 @@ impl Metrics {
             upstream_seconds: Family::new_with_constructor(latency_histogram),
             tokens_minted: Family::default(),
             reloads: Family::default(),
+            shadow_decisions: Family::default(),
             state_seconds: Family::new_with_constructor(latency_histogram),
             state_errors: Family::default(),
             state_up: Gauge::default(),
@@ -149,6 +158,11 @@ impl Metrics {
             "airlock_policy_reloads",
             "Policy reloads by result (replaced, unchanged, rejected)",
             m.reloads.clone(),
+        );
+        registry.register(
+            "airlock_shadow_decisions",
+            "Decisions a role's candidate version also evaluated, by outcome (agree, disagree, skipped)",
+            m.shadow_decisions.clone(),
         );
         registry.register(
             "airlock_state_seconds",
@@ -224,6 +238,16 @@ impl Metrics {
                 service: service.to_string(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A candidate's shadow evaluation: `agree`, `disagree` or `skipped`.
+    pub fn shadow_decision(&self, role: &str, outcome: &'static str) {
+        self.shadow_decisions
+            .get_or_create(&ShadowLabels {
+                role: role.to_string(),
+                outcome,
+            })
+            .inc();
     }
 
     pub fn token_minted(&self, service: &str) {

@@ -265,7 +265,7 @@ impl Engine {
             });
         }
         check_is_component(bytes)?;
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let digest = digest_of(bytes);
         let runtime = self.shared.runtime_for(bytes.len() as u64);
         let component = self.compile(&digest, bytes, runtime)?;
 
@@ -843,4 +843,9 @@ impl Ticker {
         }
         TickerGuard(self.shared.clone())
     }
+}
+
+/// The digest a module is known by: `sha256:<hex>` of its file.
+pub(super) fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }

@@ -25,7 +25,9 @@ pub use limits::Limits;
 /// The bounds of the policy contract (state key and value sizes, writes per decision).
 pub(crate) use limits::bounds as limits_bounds;
 pub use limits::bounds::RESERVED_CLAIMS;
-pub use registry::{PolicyDir, Registry, RegistryError, ReloadOutcome, RoleBinding, RolePolicy, Watcher};
+pub use registry::{
+    Candidate, PolicyDir, Registry, RegistryError, ReloadOutcome, RoleBinding, RolePolicy, Watcher,
+};
 pub use state_view::{MemoryState, NoState, StateError, WorkflowState};
 pub use trust::{BadTrustedKey, SIGNATURE_SUFFIX, SignatureError, TrustedKeys, sign_module};
 pub use types::{

@@ -41,6 +41,12 @@ pub enum RegistryError {
     Signature { name: String, source: SignatureError },
     #[error("no role {0:?} is configured")]
     UnknownRole(String),
+    #[error("role {0:?} has no candidate version (set one with `airlock policy shadow`)")]
+    NoCandidate(String),
+    #[error("policy {name:?} changed on disk since it became the candidate: shadow it again first")]
+    CandidateChanged { name: String },
+    #[error("policy {name:?}: writing it in the policy directory: {source}")]
+    Write { name: String, source: std::io::Error },
     #[error("watching the policy directory: {0}")]
     Watch(String),
 }
@@ -100,6 +106,18 @@ impl PolicyDir {
                 })?;
         tracing::info!(file = name, key = %signer, "policy signature verified");
         Ok(bytes)
+    }
+
+    /// Write `bytes` as `name`, atomically: a reader sees the old file or
+    /// the new one, never a part.
+    fn replace(&self, name: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        let write_err = |source| RegistryError::Write {
+            name: name.to_string(),
+            source,
+        };
+        let temporary = format!("{name}.promoting");
+        self.dir.write(&temporary, bytes).map_err(write_err)?;
+        self.dir.rename(&temporary, &self.dir, name).map_err(write_err)
     }
 
     pub fn path(&self) -> &Path {
@@ -171,10 +189,19 @@ pub struct RoleBinding {
     pub limits: Limits,
 }
 
-/// The policy version serving one role.
+/// The policy version serving one role, and the candidate it is shadowed by.
 pub struct RolePolicy {
     pub module: Arc<PolicyModule>,
     pub binding: RoleBinding,
+    pub shadow: Option<Arc<Candidate>>,
+}
+
+/// A version every decision of a role is also evaluated by, without
+/// effect, until it is promoted or cleared.
+pub struct Candidate {
+    pub module: Arc<PolicyModule>,
+    /// Its file in the policy directory.
+    pub file: String,
 }
 
 /// What a reload did.
@@ -221,6 +248,7 @@ impl Registry {
                 Arc::new(RolePolicy {
                     module: Arc::new(module),
                     binding,
+                    shadow: None,
                 }),
             );
         }
@@ -236,6 +264,12 @@ impl Registry {
     /// The version deciding for `role` right now.
     pub fn get(&self, role: &str) -> Option<Arc<RolePolicy>> {
         self.roles.load().get(role).cloned()
+    }
+
+    /// The candidate version of `role`, if it has one.
+    pub fn candidate(&self, role: &str) -> Option<PolicyInfo> {
+        let policy = self.get(role)?;
+        policy.shadow.as_ref().map(|c| c.module.info().clone())
     }
 
     /// Every role with the version serving it, sorted by role.
@@ -289,20 +323,127 @@ impl Registry {
         if new_digest == old_digest {
             return Ok(ReloadOutcome::Unchanged { digest: new_digest });
         }
-        let replacement = Arc::new(RolePolicy {
-            module: Arc::new(module),
-            binding,
-        });
-        self.roles.rcu(|roles| {
-            let mut next = HashMap::clone(roles);
-            next.insert(role.to_string(), replacement.clone());
-            next
-        });
+        self.swap(
+            role,
+            RolePolicy {
+                module: Arc::new(module),
+                binding,
+                shadow: current.shadow.clone(),
+            },
+        );
         tracing::info!(role, from = %old_digest, to = %new_digest, "policy replaced");
         Ok(ReloadOutcome::Replaced {
             from: old_digest,
             to: new_digest,
         })
+    }
+
+    fn swap(&self, role: &str, policy: RolePolicy) {
+        let replacement = Arc::new(policy);
+        self.roles.rcu(|roles| {
+            let mut next = HashMap::clone(roles);
+            next.insert(role.to_string(), replacement.clone());
+            next
+        });
+    }
+
+    /// Make the module `file` (in the policy directory, signed when keys
+    /// are trusted) the candidate of `role`, replacing any other.
+    pub fn shadow(&self, role: &str, file: &str) -> Result<PolicyInfo, RegistryError> {
+        let _serial = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self
+            .get(role)
+            .ok_or_else(|| RegistryError::UnknownRole(role.to_string()))?;
+        let binding = RoleBinding {
+            module: file.to_string(),
+            ..current.binding.clone()
+        };
+        let module = load(&self.engine, &self.dir, &binding)?;
+        let info = module.info().clone();
+        tracing::info!(role, file, digest = %info.digest, "candidate set");
+        self.swap(
+            role,
+            RolePolicy {
+                module: current.module.clone(),
+                binding: current.binding.clone(),
+                shadow: Some(Arc::new(Candidate {
+                    module: Arc::new(module),
+                    file: file.to_string(),
+                })),
+            },
+        );
+        Ok(info)
+    }
+
+    /// Drop `role`'s candidate; the one dropped, if any.
+    pub fn clear_shadow(&self, role: &str) -> Result<Option<PolicyInfo>, RegistryError> {
+        let _serial = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self
+            .get(role)
+            .ok_or_else(|| RegistryError::UnknownRole(role.to_string()))?;
+        let Some(candidate) = &current.shadow else {
+            return Ok(None);
+        };
+        let info = candidate.module.info().clone();
+        self.swap(
+            role,
+            RolePolicy {
+                module: current.module.clone(),
+                binding: current.binding.clone(),
+                shadow: None,
+            },
+        );
+        Ok(Some(info))
+    }
+
+    /// Make `role`'s candidate the enforced version: its file (and
+    /// signature) is written over the role's own, atomically, so a restart
+    /// or reload keeps it, then it replaces the serving version in one swap.
+    pub fn promote(&self, role: &str) -> Result<ReloadOutcome, RegistryError> {
+        let _serial = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self
+            .get(role)
+            .ok_or_else(|| RegistryError::UnknownRole(role.to_string()))?;
+        let candidate = current
+            .shadow
+            .clone()
+            .ok_or_else(|| RegistryError::NoCandidate(role.to_string()))?;
+        let from = current.module.info().digest.clone();
+        let to = candidate.module.info().digest.clone();
+        if candidate.file != current.binding.module {
+            let max = self.engine.config().max_module_bytes;
+            let bytes = self.dir.read_module(&candidate.file, max)?;
+            if super::engine::digest_of(&bytes) != to {
+                return Err(RegistryError::CandidateChanged {
+                    name: candidate.file.clone(),
+                });
+            }
+            let signature = format!("{}{SIGNATURE_SUFFIX}", candidate.file);
+            if self.trusts_signatures() {
+                let text = self.dir.read(&signature, 64 * 1024)?;
+                self.dir
+                    .replace(&format!("{}{SIGNATURE_SUFFIX}", current.binding.module), &text)?;
+            }
+            self.dir.replace(&current.binding.module, &bytes)?;
+        }
+        self.swap(
+            role,
+            RolePolicy {
+                module: candidate.module.clone(),
+                binding: current.binding.clone(),
+                shadow: None,
+            },
+        );
+        tracing::info!(role, from = %from, to = %to, "candidate promoted");
+        Ok(if from == to {
+            ReloadOutcome::Unchanged { digest: to }
+        } else {
+            ReloadOutcome::Replaced { from, to }
+        })
+    }
+
+    fn trusts_signatures(&self) -> bool {
+        self.dir.trusted.is_some()
     }
 
     /// Reload every role; one result per role, sorted by role.
@@ -338,10 +479,9 @@ impl Registry {
             .collect()
     }
 
-    /// Watch the policy directory and reload the roles whose file changes.
-    /// Stops when the returned [`Watcher`] is dropped.
-    /// Reload a role whenever its module (or signature) changes on disk;
-    /// `on_reload` hears every outcome (the server audits them).
+    /// Watch the policy directory and reload a role whenever its module (or
+    /// signature) changes; `on_reload` hears every outcome (the server
+    /// audits them). Stops when the returned [`Watcher`] is dropped.
     pub fn watch(
         self: &Arc<Self>,
         on_reload: impl Fn(&str, &Result<ReloadOutcome, RegistryError>) + Send + 'static,

@@ -11,10 +11,12 @@ mod mcp;
 mod pipeline;
 mod reply;
 mod route;
+mod shadow;
 mod upstream;
 
 pub use mcp::McpSessions;
 pub use pipeline::{ProxyBody, handle, now_ms, random_id};
 pub use reply::Refusal;
 pub use route::{RouteMatch, RouteTable, percent_decode};
+pub use shadow::Shadows;
 pub use upstream::{Secret, Service, ServiceError, services};

@@ -20,6 +20,7 @@ use super::approval::{APPROVAL_HEADER, approval_for, escalate, request_hash};
 use super::headers::{for_policy, header_name, redact, sanitize_request, scrub_response};
 use super::reply::{Refusal, refusal};
 use super::route::parse_query;
+use super::shadow::ShadowJob;
 use super::upstream::Service;
 use crate::audit::{AuditEvent, DecisionRecord, OutcomeRecord};
 use crate::config::{RoleConfig, ServiceKind};
@@ -512,6 +513,18 @@ pub(super) async fn decide(
             if let Err(e) = captured {
                 tracing::error!(decision = %record.decision_id, error = %e, "capturing the decision's inputs failed");
             }
+        }
+        if let Some(candidate) = policy.shadow.as_ref().filter(|_| attempt == 1) {
+            let job = ShadowJob {
+                candidate: candidate.clone(),
+                decision_id: record.decision_id.clone(),
+                enforced_digest: info.digest.clone(),
+                enforced: evaluation.verdict.clone(),
+                request: policy_request.clone(),
+                state: Arc::new(state.clone()),
+                limits: policy.binding.limits,
+            };
+            ctx.shadows.spawn(job, ctx.audit.clone(), ctx.metrics.clone());
         }
         for log in &evaluation.logs {
             tracing::info!(policy = %info.name, decision = %record.decision_id, level = ?log.level, fields = ?log.fields, "{}", log.message);

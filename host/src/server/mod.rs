@@ -44,6 +44,8 @@ pub struct Airlock {
     pub mcp: crate::proxy::McpSessions,
     /// Decision inputs of the roles that capture them (`capture_inputs`).
     pub capture: Option<crate::capture::CaptureLog>,
+    /// Where roles' candidate versions evaluate (shadow).
+    pub shadows: crate::proxy::Shadows,
     _watcher: Option<std::sync::Mutex<Watcher>>,
 }
 
@@ -204,6 +206,7 @@ impl Airlock {
             metrics_token,
             mcp: crate::proxy::McpSessions::default(),
             capture,
+            shadows: crate::proxy::Shadows::default(),
             registry,
             store,
             rate_limits: config.rate_limits(),
