@@ -227,6 +227,25 @@ fn only_a_module_signed_by_a_trusted_key_replaces_the_working_one() {
         loaded["detail"].as_str().unwrap_or("").ends_with(&digest),
         "the audit names the verified module's digest {digest}: {loaded}"
     );
+
+    // A candidate version (shadow) must be signed as well.
+    let policies = s.airlock.path().join("policies");
+    std::fs::write(policies.join("candidate.wasm"), guest("good-allow")).expect("candidate");
+    let shadow = |s: &Setup| {
+        s.airlock.admin(
+            &s.world,
+            "PUT",
+            "/v1/policies/reader/shadow",
+            r#"{"file": "candidate.wasm"}"#,
+        )
+    };
+    let r = shadow(&s);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("no signature"), "{}", r.text());
+    let signature = s.trusted.sign(&guest("good-allow"));
+    std::fs::write(policies.join("candidate.wasm.minisig"), signature).expect("signature");
+    let r = shadow(&s);
+    assert_eq!(r.status, 200, "a signed candidate was refused: {}", r.text());
 }
 
 /// `airlock policy sign` makes a signature the `minisign` tool verifies.
