@@ -167,6 +167,21 @@ fn a_denying_candidate_changes_no_answer_is_audited_per_disagreement_and_promote
         assert_eq!(record["candidate_digest"], candidate.as_str());
     }
 
+    // The shadow records are links of the audit chain like any other.
+    let log = s.airlock.audit_log();
+    let verified = airlock(&["audit", "verify", log.to_str().expect("utf-8")]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let tail = airlock(&["audit", "tail", log.to_str().expect("utf-8")]);
+    let tail = String::from_utf8_lossy(&tail.stdout);
+    assert!(
+        tail.contains(&format!("shadow {} reader allow→deny", decisions[0])),
+        "{tail}"
+    );
+
     let promoted = s.cli(&["promote", "reader"]);
     assert_eq!(promoted["to"], candidate.as_str(), "{promoted}");
     let (status, body) = s.get();

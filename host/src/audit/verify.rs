@@ -147,21 +147,21 @@ fn describe(shown: &Shown) -> String {
             let detail = detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
             format!("{head} admin {actor} {action} {subject}{detail}")
         }
-        AuditEvent::Shadow(s) => format!(
-            "{head} shadow {} {} {}: enforced {} {} said {}, candidate {} says {}{}",
-            s.decision_id,
-            s.role,
-            s.change,
-            s.enforced_digest,
-            s.enforced_reason.as_deref().unwrap_or(""),
-            s.enforced_verdict,
-            s.candidate_digest,
-            s.candidate_verdict,
-            s.candidate_reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default(),
-        ),
+        AuditEvent::Shadow(s) => {
+            let reason = |r: &Option<String>| r.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+            format!(
+                "{head} shadow {} {} {}: enforced {} said {}{}, candidate {} says {}{}",
+                s.decision_id,
+                s.role,
+                s.change,
+                s.enforced_digest,
+                s.enforced_verdict,
+                reason(&s.enforced_reason),
+                s.candidate_digest,
+                s.candidate_verdict,
+                reason(&s.candidate_reason),
+            )
+        }
     }
 }
 
