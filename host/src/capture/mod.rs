@@ -130,6 +130,7 @@ impl CaptureLog {
             state: state.clone(),
             verdict: RecordedVerdict::of(verdict),
         };
+        // Strings and JSON values only: encoding cannot fail.
         let mut line = serde_json::to_vec(&entry).unwrap_or_default();
         line.push(b'\n');
         let mut open = self.file.lock().map_err(|_| CaptureError::Poisoned)?;

@@ -24,6 +24,9 @@ use super::engine::{Engine, LoadError, PolicyInfo, PolicyModule};
 use super::limits::Limits;
 use super::trust::{SIGNATURE_SUFFIX, SignatureError, TrustedKeys};
 
+/// A signature file is a few hundred bytes; more is not one.
+const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
+
 /// Why a policy could not be (re)loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -92,8 +95,7 @@ impl PolicyDir {
             return Ok(bytes);
         };
         let signature_name = format!("{name}{SIGNATURE_SUFFIX}");
-        // A signature file is a few hundred bytes.
-        let signature = match self.read(&signature_name, 64 * 1024) {
+        let signature = match self.read(&signature_name, MAX_SIGNATURE_BYTES) {
             Ok(text) => Some(String::from_utf8_lossy(&text).into_owned()),
             Err(RegistryError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
@@ -196,6 +198,17 @@ pub struct RolePolicy {
     pub shadow: Option<Arc<Candidate>>,
 }
 
+impl RolePolicy {
+    /// The same enforced version, with `shadow` as its candidate.
+    fn shadowed_by(&self, shadow: Option<Arc<Candidate>>) -> RolePolicy {
+        RolePolicy {
+            module: self.module.clone(),
+            binding: self.binding.clone(),
+            shadow,
+        }
+    }
+}
+
 /// A version every decision of a role is also evaluated by, without
 /// effect, until it is promoted or cleared.
 pub struct Candidate {
@@ -261,6 +274,12 @@ impl Registry {
         })
     }
 
+    /// The version deciding for `role`, or why there is none.
+    fn configured(&self, role: &str) -> Result<Arc<RolePolicy>, RegistryError> {
+        self.get(role)
+            .ok_or_else(|| RegistryError::UnknownRole(role.to_string()))
+    }
+
     /// The version deciding for `role` right now.
     pub fn get(&self, role: &str) -> Option<Arc<RolePolicy>> {
         self.roles.load().get(role).cloned()
@@ -307,9 +326,7 @@ impl Registry {
 
     fn reload_role_unobserved(&self, role: &str) -> Result<ReloadOutcome, RegistryError> {
         let _serial = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self
-            .get(role)
-            .ok_or_else(|| RegistryError::UnknownRole(role.to_string()))?;
+        let current = self.configured(role)?;
         let binding = current.binding.clone();
         let old_digest = current.module.info().digest.clone();
         let module = match load(&self.engine, &self.dir, &binding) {
@@ -351,9 +368,7 @@ impl Registry {
     /// are trusted) the candidate of `role`, replacing any other.
     pub fn shadow(&self, role: &str, file: &str) -> Result<PolicyInfo, RegistryError> {
         let _serial = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self
-            .get(role)
-            .ok_or_else(|| RegistryError::UnknownRole(role.to_string()))?;
+        let current = self.configured(role)?;
         let binding = RoleBinding {
             module: file.to_string(),
             ..current.binding.clone()
@@ -363,14 +378,10 @@ impl Registry {
         tracing::info!(role, file, digest = %info.digest, "candidate set");
         self.swap(
             role,
-            RolePolicy {
-                module: current.module.clone(),
-                binding: current.binding.clone(),
-                shadow: Some(Arc::new(Candidate {
-                    module: Arc::new(module),
-                    file: file.to_string(),
-                })),
-            },
+            current.shadowed_by(Some(Arc::new(Candidate {
+                module: Arc::new(module),
+                file: file.to_string(),
+            }))),
         );
         Ok(info)
     }
@@ -378,21 +389,12 @@ impl Registry {
     /// Drop `role`'s candidate; the one dropped, if any.
     pub fn clear_shadow(&self, role: &str) -> Result<Option<PolicyInfo>, RegistryError> {
         let _serial = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self
-            .get(role)
-            .ok_or_else(|| RegistryError::UnknownRole(role.to_string()))?;
+        let current = self.configured(role)?;
         let Some(candidate) = &current.shadow else {
             return Ok(None);
         };
         let info = candidate.module.info().clone();
-        self.swap(
-            role,
-            RolePolicy {
-                module: current.module.clone(),
-                binding: current.binding.clone(),
-                shadow: None,
-            },
-        );
+        self.swap(role, current.shadowed_by(None));
         Ok(Some(info))
     }
 
@@ -401,9 +403,7 @@ impl Registry {
     /// or reload keeps it, then it replaces the serving version in one swap.
     pub fn promote(&self, role: &str) -> Result<ReloadOutcome, RegistryError> {
         let _serial = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self
-            .get(role)
-            .ok_or_else(|| RegistryError::UnknownRole(role.to_string()))?;
+        let current = self.configured(role)?;
         let candidate = current
             .shadow
             .clone()
@@ -420,7 +420,7 @@ impl Registry {
             }
             let signature = format!("{}{SIGNATURE_SUFFIX}", candidate.file);
             if self.trusts_signatures() {
-                let text = self.dir.read(&signature, 64 * 1024)?;
+                let text = self.dir.read(&signature, MAX_SIGNATURE_BYTES)?;
                 self.dir
                     .replace(&format!("{}{SIGNATURE_SUFFIX}", current.binding.module), &text)?;
             }
